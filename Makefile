@@ -1,0 +1,30 @@
+# `make demo` and `make test` work on a fresh machine with only Python: they build .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# DeepSpeed JIT-compiles its C++ ops once; keep them inside the venv so tests never pay for the build.
+export TORCH_EXTENSIONS_DIR := $(abspath $(VENV))/torch_extensions
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup test demo clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch wheel when no CUDA GPU is present; on a GPU box pip keeps (or fetches) CUDA torch.
+	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		$(BIN)/pip install -q torch==2.13.0; fi
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/judge-sft prepare-data --input judge_sft/data/helpsteer2_sample.jsonl --output-dir demo_output/data --overwrite
+
+clean:
+	rm -rf $(VENV) demo_output
