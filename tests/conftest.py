@@ -1,0 +1,85 @@
+"""Shared fixtures: a tiny random Qwen3 with the real Qwen3 tokenizer, small messages Parquet files, and a helper that
+runs the real launch command (`accelerate launch ... judge_sft/run.py recipe.yaml`) on CPU."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CPU_CONFIG = REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from judge_sft.tiny_model import build_tiny_model
+
+    return Path(build_tiny_model(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    from transformers import AutoTokenizer
+
+    from judge_sft.tiny_model import qwen3_tokenizer_dir
+
+    return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
+
+
+def conversation(index, turns):
+    messages = []
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"Question {index}.{turn}: is {index} + {turn} even?" + " why" * (index % 7)})
+        messages.append({"role": "assistant", "content": f"Answer {index}.{turn}: " + ("yes" if (index + turn) % 2 == 0 else "no") + " because" * (index % 5)})
+    return messages
+
+
+def write_messages(path, conversations, metadata=None):
+    table = pa.table({"messages": conversations})
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    """40 train / 8 val conversations of 1-3 turns, as prepare-data would write them (loss on the final answer)."""
+    rows = [conversation(i, 1 + i % 3) for i in range(48)]
+    metadata = {b"judge_sft.train_on": b"final"}
+    return write_messages(tmp_path / "train.parquet", rows[:40], metadata), write_messages(tmp_path / "val.parquet", rows[40:], metadata)
+
+
+def tiny_recipe(tmp_path, model_dir, train_file, val_file=None, **overrides):
+    """The tiny CPU recipe (recipes/tiny_cpu.yaml) pointed at test data, with overrides."""
+    recipe = yaml.safe_load((REPO / "recipes" / "tiny_cpu.yaml").read_text())
+    recipe.update(model_name_or_path=str(model_dir), train_file=str(train_file), output_dir=str(tmp_path / "out"))
+    recipe["val_file"] = str(val_file) if val_file else None
+    recipe.update(overrides)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=600, check=True, env=None):
+    """Run the real launch command and return the CompletedProcess (stdout+stderr in .stdout)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    if num_processes:
+        command += ["--num_processes", str(num_processes)]
+    command += [str(REPO / "judge_sft" / "run.py"), str(recipe), *map(str, overrides)]
+    result = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=REPO,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
+    return result
