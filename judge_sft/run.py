@@ -3,6 +3,7 @@
 seed -> data -> tokenizer -> model -> trainer -> train -> save -> push, as the recipe says.
 """
 
+import atexit
 import logging
 import os
 import sys
@@ -10,10 +11,10 @@ import sys
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import get_peft_config
 
 from judge_sft.chat_templates import training_chat_template
+from judge_sft.checkpoints import last_complete_checkpoint
 from judge_sft.configs import launched_world_size, parse_recipe, plan_batch
 from judge_sft.data_format import read_train_on
 from judge_sft.errors import JudgeSFTError
@@ -78,23 +79,33 @@ def main(argv=None):
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    last_checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    last_checkpoint = last_complete_checkpoint(training_args.output_dir)
     if last_checkpoint:
         logger.info(f"resuming from {last_checkpoint}")
     trainer.train(resume_from_checkpoint=last_checkpoint)
-    if eval_dataset is not None:
-        trainer.evaluate()
 
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(training_args.output_dir)
+    trainer.save_model(training_args.output_dir)  # consolidated safetensors + tokenizer with the training template
     if training_args.push_to_hub:
         trainer.push_to_hub()
     trainer.accelerator.wait_for_everyone()
+
+
+def exit_cleanly(code):
+    """End the process without interpreter teardown. Under gloo, a worker thread can release a tensor while Python
+    shuts down and abort the process ("terminate called without an active exception", ~4% of 2-process CPU runs);
+    destroying the process group does not prevent it, skipping teardown after all work is flushed does. The atexit
+    handlers still run first: reporters such as wandb finish their runs there."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":
     try:
         main()
     except JudgeSFTError as error:
-        sys.exit(f"judge-sft run: error: {error}")
+        print(f"judge-sft run: error: {error}", file=sys.stderr)
+        exit_cleanly(1)
+    exit_cleanly(0)

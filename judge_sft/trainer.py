@@ -1,10 +1,23 @@
 """TRL's SFTTrainer, with the cookbook's metric names."""
 
+from transformers import TrainerCallback
 from transformers.integrations import integration_utils
 from trl import SFTTrainer
 
 
+class EvaluateAtEnd(TrainerCallback):
+    """Validate after the last optimizer step too, inside training, so reporters log it before they close."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == state.max_steps and args.eval_strategy != "no":
+            control.should_evaluate = True
+
+
 class JudgeSFTTrainer(SFTTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(EvaluateAtEnd)
+
     def log(self, logs, start_time=None):
         if "learning_rate" in logs:  # the cookbook plots `train/lr`
             logs["lr"] = logs.pop("learning_rate")
