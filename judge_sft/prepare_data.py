@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=_fraction, default=0.05, metavar="F",
                         help="share of prompts hashed into val when no validation file is given (default 0.05)")
     parser.add_argument("--sample", type=_positive_int, metavar="N", help="keep a random N of the train rows")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --sample (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs already in DIR")
 
 
