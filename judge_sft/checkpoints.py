@@ -3,7 +3,8 @@
 import os
 import re
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TRAINER_STATE_NAME
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 CHECKPOINT_DIR = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 

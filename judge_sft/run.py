@@ -13,11 +13,15 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import get_peft_config
 
+from judge_sft import sequence_parallel
 from judge_sft.chat_templates import training_chat_template
 from judge_sft.checkpoints import last_complete_checkpoint
 from judge_sft.configs import launched_world_size, parse_recipe, plan_batch
 from judge_sft.data_format import read_train_on
+from judge_sft.doctor import check_before_training
 from judge_sft.errors import JudgeSFTError
+from judge_sft.hub import apply_hub_defaults
+from judge_sft.recipe_io import save_recipe
 from judge_sft.tokenization import tokenize_dataset
 from judge_sft.trainer import JudgeSFTTrainer
 
@@ -43,14 +47,22 @@ def load_split(path, judge_args, training_args, tokenizer, chat_template):
 
 
 def main(argv=None):
-    judge_args, training_args, model_args = parse_recipe(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+    argv = sys.argv[1:] if argv is None else argv
+    judge_args, training_args, model_args = parse_recipe(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
 
     batch = plan_batch(judge_args.total_batch_size, training_args.per_device_train_batch_size,
                        launched_world_size(), judge_args.sp_size)
     training_args.gradient_accumulation_steps = batch.grad_accum
     logger.info(batch.describe())
+    sequence_parallel.configure(judge_args, training_args, model_args, launched_world_size())  # sp_size > 1
+    apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
+    if training_args.should_save:  # for the model card and `judge-sft push`
+        save_recipe(training_args.output_dir, argv, (judge_args, training_args, model_args))
     set_seed(training_args.seed)
+    if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks; a failure stops the run here
+        check_before_training(judge_args, training_args, model_args)
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     if training_args.chat_template_path:
@@ -70,6 +82,8 @@ def main(argv=None):
         dtype=model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype),
         attn_implementation=model_args.attn_implementation,
     )
+    if judge_args.tiled_mlp:
+        sequence_parallel.tile_mlp(model)
 
     trainer = JudgeSFTTrainer(
         model=model,
@@ -84,10 +98,13 @@ def main(argv=None):
         logger.info(f"resuming from {last_checkpoint}")
     trainer.train(resume_from_checkpoint=last_checkpoint)
 
-    trainer.save_model(training_args.output_dir)  # consolidated safetensors + tokenizer with the training template
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    # Consolidated safetensors + tokenizer with the training template. _internal_call: no push from inside save_model
+    # (it would gather the ZeRO-3 weights a second time); the push below uploads what this wrote.
+    trainer.save_model(training_args.output_dir, _internal_call=True)
     trainer.accelerator.wait_for_everyone()
+    trainer.create_model_card()  # main process: README.md with the final losses, the loss curve, the recipe, the data
+    if training_args.push_to_hub:
+        trainer.push_to_hub()  # main process, after the barrier: a long upload keeps no rank waiting
 
 
 def exit_cleanly(code):

@@ -2,6 +2,7 @@
 runs the real launch command (`accelerate launch ... judge_sft/run.py recipe.yaml`) on CPU."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +71,16 @@ def tiny_recipe(tmp_path, model_dir, train_file, val_file=None, **overrides):
     return path
 
 
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=600, check=True, env=None):
     """Run the real launch command and return the CompletedProcess (stdout+stderr in .stdout)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+               "--main_process_port", str(free_port())]
     if num_processes:
         command += ["--num_processes", str(num_processes)]
     command += [str(REPO / "judge_sft" / "run.py"), str(recipe), *map(str, overrides)]
@@ -80,6 +88,7 @@ def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=60
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
         env={**os.environ, **(env or {})}, cwd=REPO,
     )
+    Path(recipe).with_suffix(".log").write_text(result.stdout)  # the whole output, for a failing test's reader
     if check and result.returncode != 0:
         raise AssertionError(f"launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
     return result
