@@ -198,3 +198,23 @@ def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
     assert resumed.keys() == uninterrupted.keys()
     for name in uninterrupted:
         torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
+
+
+def test_lora_under_zero3_trains_and_saves_adapters(tmp_path, tiny_model_dir, small_data):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    train, val = small_data
+    recipe = tiny_recipe(
+        tmp_path, tiny_model_dir, train, val, report_to="none", save_strategy="no", eval_strategy="no",
+        use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"], max_steps=2,
+    )
+    launch(recipe)
+    output_dir = tmp_path / "out"
+    assert (output_dir / "adapter_config.json").is_file() and not (output_dir / "model.safetensors").exists()
+    adapters = load_file(output_dir / "adapter_model.safetensors")
+    lora_b = [name for name in adapters if "lora_B" in name]
+    assert len(lora_b) == 2 * 2  # q_proj and v_proj in each of the 2 layers, gathered whole from ZeRO-3 shards
+    assert all(adapters[name].abs().sum() > 0 for name in lora_b)  # B starts at zero: non-zero means trained
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), output_dir)
+    assert model.peft_config["default"].r == 4
