@@ -26,8 +26,21 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Offline, CPU, a few minutes: prepare the bundled sample, build a tiny Qwen3, train it with 2 processes under ZeRO-3.
 demo: setup
 	$(BIN)/judge-sft prepare-data --input judge_sft/data/helpsteer2_sample.jsonl --output-dir demo_output/data --overwrite
+	$(BIN)/judge-sft validate-data demo_output/data/train.parquet demo_output/data/val.parquet
+	$(BIN)/judge-sft tiny-model demo_output/tiny-qwen3
+	rm -rf demo_output/model
+	$(BIN)/accelerate launch --config_file accelerate_configs/cpu_zero3_2proc.yaml \
+		judge_sft/run.py recipes/tiny_cpu.yaml
+	$(BIN)/judge-sft plot demo_output/model
+	@echo
+	@echo "Prepared data:      demo_output/data/{train,val}.parquet, stats.json"
+	@echo "Trained judge:      demo_output/model (model.safetensors, tokenizer, chat_template.jinja, README.md)"
+	@echo "Checkpoints:        demo_output/model/checkpoint-*"
+	@echo "Loss curve:         demo_output/model/loss_curve.png"
+	@echo "TensorBoard logs:   demo_output/model/runs"
 
 clean:
 	rm -rf $(VENV) demo_output
