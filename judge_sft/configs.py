@@ -38,6 +38,9 @@ class JudgeArguments:
             "choices": ["auto", "final", "all"],
         },
     )
+    skip_doctor: bool = field(
+        default=False, metadata={"help": "train even when `judge-sft doctor`'s start-up checks fail"}
+    )
 
 
 RECIPE_DATACLASSES = (JudgeArguments, SFTConfig, ModelConfig)
@@ -70,13 +73,18 @@ def check_recipe_keys(recipe_path):
     return recipe
 
 
-def parse_recipe(argv):
-    """`recipe.yaml [--key value ...]` (or `--config recipe.yaml ...`) -> (judge_args, training_args, model_args)."""
+def parse_recipe(argv, for_launch=True):
+    """`recipe.yaml [--key value ...]` (or `--config recipe.yaml ...`) -> (judge_args, training_args, model_args).
+
+    `for_launch=False` (judge-sft plan) resolves a recipe for other machines: no launched world size to match, and
+    TrainingArguments' checks of this machine (bf16 support) pass because it parses with `use_cpu` on."""
     argv = list(argv)
     if argv and not argv[0].startswith("-"):
         argv = ["--config", argv[0], *argv[1:]]
     recipe = check_recipe_keys(argv[argv.index("--config") + 1]) if "--config" in argv else {}
-    if "ddp_backend" not in recipe and "--ddp_backend" not in argv and not torch.cuda.is_available():
+    if not for_launch:
+        argv += ["--use_cpu", "true"]
+    if "ddp_backend" not in recipe and "--ddp_backend" not in argv and not torch.cuda.is_available() and for_launch:
         # Without a GPU, accelerate's PartialState finds no backend for a DeepSpeed launch and makes every rank a
         # world of one (each trains on all the data); naming gloo makes it init DeepSpeed's process group with it.
         argv += ["--ddp_backend", "gloo"]
@@ -91,7 +99,7 @@ def parse_recipe(argv):
     if unknown:
         raise JudgeSFTError(f"command line: unexpected argument `{unknown[0]}`")
     judge_args, training_args, model_args = parsed
-    if training_args.world_size != launched_world_size():
+    if for_launch and training_args.world_size != launched_world_size():
         raise JudgeSFTError(
             f"the launcher started {launched_world_size()} processes but the trainer sees {training_args.world_size}; "
             "check `ddp_backend` and the accelerate config"

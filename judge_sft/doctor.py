@@ -1,0 +1,252 @@
+"""`judge-sft doctor RECIPE.yaml [--key value ...]`: the cookbook's "loss not decreasing" checks, before any GPU hour.
+
+Data that validates, a chat template that masks what `train_on` asks for, sane special tokens, what max_length cuts,
+and how many tokens carry loss: one PASS / WARN / FAIL line each, exit 1 on a failure. run.py runs the same checks
+at start-up and stops on a failure unless the recipe sets `skip_doctor: true`.
+"""
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from trl.chat_template_utils import has_generation_markers
+
+from judge_sft.chat_templates import KNOWN_STOCK_TEMPLATES, template_sha256, training_chat_template
+from judge_sft.configs import parse_recipe
+from judge_sft.errors import JudgeSFTError
+from judge_sft.token_profile import load_tokenizer, profile_file, resolve_train_on
+from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
+from judge_sft.validate_data import check_messages
+
+logger = logging.getLogger("judge_sft")
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+TARGETS_CUT_FAIL = 0.05  # rows losing trained tokens to max_length: a judge trained on cut verdicts never learns them
+TRAINED_TOKENS_WARN = 0.01
+SAMPLE_ROWS = 8  # rows whose rendering is checked token by token
+MIN_DISTINCT_CHARS = 20  # user text shorter than this may legitimately reappear in an answer
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    name: str
+    message: str
+
+    def line(self):
+        return f"{self.status.upper():4}  {self.name}: {self.message}"
+
+
+def read_conversations(path, messages_key):
+    if not os.path.isfile(path):
+        raise JudgeSFTError(f"{path}: no such file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise JudgeSFTError(f"{path}: not a readable Parquet file ({str(error).strip().splitlines()[0]})")
+    if messages_key not in table.column_names:
+        raise JudgeSFTError(f"{path}: no `{messages_key}` column (columns: {', '.join(table.column_names)})")
+    return table.column(messages_key).to_pylist()
+
+
+def check_data(path, messages_key):
+    """(check, conversations or None): validate-data's rules, row by row."""
+    name = f"data {os.path.basename(path)}"
+    try:
+        conversations = read_conversations(path, messages_key)
+    except JudgeSFTError as error:
+        return Check(FAIL, name, str(error)), None
+    if not conversations:
+        return Check(FAIL, name, f"{path}: no rows"), None
+    invalid = [(row, problems) for row, problems in enumerate(map(check_messages, conversations)) if problems]
+    if invalid:
+        row, problems = invalid[0]
+        return Check(FAIL, name, f"{path}: {len(invalid)} of {len(conversations)} rows invalid (row {row}: {problems[0]}); "
+                                 "see `judge-sft validate-data`"), None
+    return Check(PASS, name, f"{path}: {len(conversations)} rows, all valid"), conversations
+
+
+def template_source(tokenizer, training_args):
+    """Which template training renders with, and why."""
+    origin = f"chat_template_path {training_args.chat_template_path}" if training_args.chat_template_path else "the tokenizer's"
+    if has_generation_markers(tokenizer.chat_template):
+        return f"{origin} template as is: it has {{% generation %}} markers"
+    if template_sha256(tokenizer.chat_template) in KNOWN_STOCK_TEMPLATES:
+        return (f"TRL's Qwen3 training template: {origin} template is the stock Qwen3 one (sha256 match), which has no "
+                "{% generation %} markers and renders the same conversations")
+    return f"TRL's training variant of {origin} template, which has no {{% generation %}} markers"
+
+
+def check_template(tokenizer, training_args):
+    """(check, training template or None)."""
+    if not tokenizer.chat_template:
+        return Check(FAIL, "chat template", "the tokenizer has no chat template; set `chat_template_path`"), None
+    try:
+        template = training_chat_template(tokenizer)
+    except JudgeSFTError as error:
+        return Check(FAIL, "chat template", str(error)), None
+    return Check(PASS, "chat template", template_source(tokenizer, training_args)), template
+
+
+def rendered(messages, tokenizer, template, train_on):
+    tokens = tokenize_messages(messages, tokenizer, template, None, train_on)
+    trained = [token for token in tokens["labels"] if token != IGNORE_INDEX]
+    untrained = [token for token, label in zip(tokens["input_ids"], tokens["labels"]) if label == IGNORE_INDEX]
+    return trained, tokenizer.decode(trained), tokenizer.decode(untrained)
+
+
+def expected_targets(messages, train_on):
+    assistant = [message["content"] for message in messages if message["role"] == "assistant"]
+    return assistant[-1:] if train_on == "final" else assistant
+
+
+def check_masking(conversations, tokenizer, template, train_on, end_ids):
+    """Render sample rows: the trained text holds the targets `train_on` names, no user text, and an end of turn."""
+    samples = conversations[:SAMPLE_ROWS]
+    rows_ending = 0
+    for row, messages in enumerate(samples):
+        trained, trained_text, untrained_text = rendered(messages, tokenizer, template, train_on)
+        if not trained:
+            return [Check(FAIL, "loss masking", f"row {row}: the template marks no token for loss (train_on {train_on})")]
+        missing = [content for content in expected_targets(messages, train_on) if content.strip() not in trained_text]
+        if missing:
+            return [Check(FAIL, "loss masking", f"row {row}: assistant text {missing[0][:40]!r} is not trained (train_on {train_on})")]
+        leaked = [message["content"] for message in messages if message["role"] != "assistant"
+                  and len(message["content"].strip()) >= MIN_DISTINCT_CHARS and message["content"].strip() in trained_text]
+        if leaked:
+            return [Check(FAIL, "loss masking", f"row {row}: prompt text {leaked[0][:40]!r} is trained")]
+        rows_ending += any(token in end_ids for token in trained)
+    masking = Check(PASS, "loss masking", f"{len(samples)} sample rows train exactly their "
+                                          f"{'final assistant message' if train_on == 'final' else 'assistant messages'}")
+    end_names = ", ".join(sorted({tokenizer.convert_ids_to_tokens(token) for token in end_ids}))
+    if rows_ending == len(samples):
+        ending = Check(PASS, "end of turn", f"every sample target trains {end_names}: the model learns to stop")
+    elif rows_ending:
+        ending = Check(WARN, "end of turn", f"{len(samples) - rows_ending} of {len(samples)} sample targets train no {end_names}")
+    else:
+        ending = Check(FAIL, "end of turn", f"no sample target trains {end_names}: the model would never learn to stop")
+    return [masking, ending]
+
+
+def end_of_turn_ids(tokenizer, model_config):
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(model_config, "eos_token_id", None) if model_config is not None else None
+    ids.update(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    return ids
+
+
+def check_special_tokens(tokenizer, model_config, conversations):
+    checks = []
+    vocab_rows = model_config.get_text_config().vocab_size if model_config is not None else None
+    if vocab_rows is None:
+        checks.append(Check(WARN, "vocabulary", "cannot read the model's config.json: embedding size unchecked"))
+    elif len(tokenizer) > vocab_rows:
+        checks.append(Check(FAIL, "vocabulary", f"the tokenizer has {len(tokenizer)} tokens, the model's embedding {vocab_rows} rows"))
+    else:
+        checks.append(Check(PASS, "vocabulary", f"{len(tokenizer)} tokens fit the model's {vocab_rows} embedding rows"))
+    if tokenizer.pad_token is None:
+        checks.append(Check(WARN, "pad token", f"none: TRL pads with the eos token {tokenizer.eos_token!r}"))
+    elif vocab_rows is not None and tokenizer.pad_token_id >= vocab_rows:
+        checks.append(Check(FAIL, "pad token", f"{tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the embedding"))
+    else:
+        checks.append(Check(PASS, "pad token", f"{tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); padding is never trained"))
+    specials = [token for token in tokenizer.all_special_tokens if token]
+    rows = [row for row, messages in enumerate(conversations or [])
+            if any(special in message["content"] for message in messages for special in specials)]
+    if rows:
+        checks.append(Check(WARN, "special tokens in text", f"{len(rows)} rows (first: row {rows[0]}) contain special-token "
+                                                            "text, which tokenises as the control token itself"))
+    else:
+        checks.append(Check(PASS, "special tokens in text", "no message contains special-token text"))
+    return checks
+
+
+def check_tokens(profile, max_length):
+    """Truncation and trained-token fraction of one file, at the recipe's max_length."""
+    cut = profile.at(max_length)
+    trainable = len(profile.num_tokens)
+    name = f"truncation {os.path.basename(profile.path)}"
+    longest = int(profile.num_tokens.max()) if trainable else 0
+    cut_fraction = cut.targets_cut / trainable if trainable else 0.0
+    dropped = f"{cut.rows_dropped} lose all of them and are dropped" if cut.rows_dropped else "none loses all of them"
+    detail = (f"{cut.targets_cut} of {trainable} rows ({cut_fraction:.1%}) lose trained tokens at max_length {max_length} "
+              f"({dropped}); longest row {longest} tokens")
+    if not cut.targets_cut:
+        detail = f"no row loses trained tokens at max_length {max_length}; longest row {longest} tokens"
+    status = PASS if not cut.targets_cut else WARN if cut_fraction < TARGETS_CUT_FAIL else FAIL
+    checks = [Check(status, name, detail)]
+    if profile.rows_without_target:
+        checks.append(Check(WARN, f"targets {os.path.basename(profile.path)}",
+                            f"{profile.rows_without_target} rows have no trained token at any length (dropped)"))
+    tokens = int(cut.lengths.sum())
+    fraction = cut.trained_tokens / tokens if tokens else 0.0
+    status = FAIL if not cut.trained_tokens else WARN if fraction < TRAINED_TOKENS_WARN else PASS
+    checks.append(Check(status, f"trained tokens {os.path.basename(profile.path)}",
+                        f"{fraction:.1%} of {tokens:,} tokens carry loss (train_on {profile.train_on})"))
+    return checks
+
+
+def load_model_config(model_args):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    except (OSError, ValueError):
+        return None
+
+
+def run_checks(judge_args, training_args, model_args):
+    files = [judge_args.train_file] + ([judge_args.val_file] if judge_args.val_file else [])
+    checks, valid = [], {}
+    for path in files:
+        check, conversations = check_data(path, judge_args.messages_key)
+        checks.append(check)
+        if conversations is not None:
+            valid[path] = conversations
+    try:
+        tokenizer = load_tokenizer(model_args, training_args)
+    except JudgeSFTError as error:
+        return checks + [Check(FAIL, "tokenizer", str(error))]
+    template_check, template = check_template(tokenizer, training_args)
+    checks.append(template_check)
+    model_config = load_model_config(model_args)
+    checks += check_special_tokens(tokenizer, model_config, [row for rows in valid.values() for row in rows])
+    if template is None:
+        return checks
+    if judge_args.train_file in valid:
+        train_on = resolve_train_on(judge_args, judge_args.train_file)
+        checks += check_masking(valid[judge_args.train_file], tokenizer, template, train_on, end_of_turn_ids(tokenizer, model_config))
+    for path in valid:
+        checks += check_tokens(profile_file(path, judge_args, training_args, tokenizer), training_args.max_length)
+    return checks
+
+
+def check_before_training(judge_args, training_args, model_args):
+    """run.py's start-up: the checks, logged; a failure stops the run (a JudgeSFTError) unless `skip_doctor`."""
+    with training_args.main_process_first(desc="judge-sft doctor"):
+        checks = run_checks(judge_args, training_args, model_args)
+    for check in checks:
+        logger.info(f"doctor: {check.line()}")
+    failed = [check for check in checks if check.status == FAIL]
+    if failed:
+        more = f" (and {len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
+        raise JudgeSFTError(f"doctor: {failed[0].name}: {failed[0].message}{more}; fix it, or set `skip_doctor: true` "
+                            "in the recipe to train anyway")
+
+
+def add_arguments(parser):
+    parser.add_argument("recipe", help="the recipe YAML that run.py would train")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value recipe overrides, as run.py takes them")
+
+
+def main(args):
+    judge_args, training_args, model_args = parse_recipe([args.recipe, *args.overrides], for_launch=False)
+    checks = run_checks(judge_args, training_args, model_args)
+    for check in checks:
+        print(check.line())
+    counts = {status: sum(check.status == status for check in checks) for status in (PASS, WARN, FAIL)}
+    print(f"doctor: {counts[PASS]} passed, {counts[WARN]} warnings, {counts[FAIL]} failed")
+    return 1 if counts[FAIL] else 0
