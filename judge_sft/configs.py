@@ -84,9 +84,11 @@ def parse_recipe(argv, for_launch=True):
     recipe = check_recipe_keys(argv[argv.index("--config") + 1]) if "--config" in argv else {}
     if not for_launch:
         argv += ["--use_cpu", "true"]
-    if "ddp_backend" not in recipe and "--ddp_backend" not in argv and not torch.cuda.is_available() and for_launch:
+    launched = "WORLD_SIZE" in os.environ and for_launch
+    if "ddp_backend" not in recipe and "--ddp_backend" not in argv and not torch.cuda.is_available() and launched:
         # Without a GPU, accelerate's PartialState finds no backend for a DeepSpeed launch and makes every rank a
         # world of one (each trains on all the data); naming gloo makes it init DeepSpeed's process group with it.
+        # Not outside a launch: gloo there would ask for a process group nobody started.
         argv += ["--ddp_backend", "gloo"]
     parser = TrlParser(RECIPE_DATACLASSES)
     try:
