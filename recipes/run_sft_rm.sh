@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Drop-in for the OpenJudge SFT cookbook's run_sft_rm.sh: the same environment variables and defaults, on TRL +
+# Accelerate + DeepSpeed ZeRO-3 instead of verl. It writes a recipe with `judge-sft recipe` and launches run.py on it;
+# arguments are passed on to run.py as recipe overrides (--key value).
+#
+#   MODEL_PATH=Qwen/Qwen3-14B TRAIN_FILE=data/helpsteer2/train.parquet VAL_FILE=data/helpsteer2/val.parquet \
+#       bash recipes/run_sft_rm.sh [--learning_rate 2e-5 ...]
+#
+# Beyond the cookbook's variables: MAX_LENGTH, OUTPUT_DIR, RECIPE (where the recipe is written) and ACCELERATE_CONFIG
+# (default accelerate_configs/zero3.yaml; zero3_offload.yaml when CPU_OFFLOAD=true; zero3_multinode.yaml when NNODES > 1).
+# Several nodes: run this on each with NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (like the cookbook, NNODES and
+# NODE_RANK default to WORLD_SIZE and RANK), or use recipes/launch.slurm under Slurm.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-8}
+NNODES=${NNODES:-${WORLD_SIZE:-1}}
+NODE_RANK=${NODE_RANK:-${RANK:-0}}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+MASTER_PORT=${MASTER_PORT:-29500}
+
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen3-32B}
+TRAIN_FILE=${TRAIN_FILE:-data/helpsteer2/train.parquet}
+VAL_FILE=${VAL_FILE-data/helpsteer2/val.parquet}  # VAL_FILE= (empty): no validation
+TOTAL_BATCH_SIZE=${TOTAL_BATCH_SIZE:-${TRAIN_BATCH_SIZE:-96}}  # the cookbook's script calls it TRAIN_BATCH_SIZE
+MICRO_BATCH_SIZE=${MICRO_BATCH_SIZE:-12}
+SP_SIZE=${SP_SIZE:-$((N_GPUS_PER_NODE < 8 ? N_GPUS_PER_NODE : 8))}  # as the cookbook: 8, or every GPU of a smaller node
+TOTAL_EPOCHS=${TOTAL_EPOCHS:-1}
+MAX_LENGTH=${MAX_LENGTH:-4096}
+CPU_OFFLOAD=${CPU_OFFLOAD:-false}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/$(basename "$MODEL_PATH" | tr '[:upper:]' '[:lower:]')-judge}
+RECIPE=${RECIPE:-$OUTPUT_DIR/run_sft_rm.yaml}
+
+if [[ $CPU_OFFLOAD != true && $CPU_OFFLOAD != false ]]; then
+    echo "run_sft_rm.sh: error: CPU_OFFLOAD is '$CPU_OFFLOAD'; expected true or false" >&2
+    exit 1
+fi
+if [[ -n ${ACCELERATE_CONFIG:-} ]]; then
+    :
+elif ((NNODES > 1)) && [[ $CPU_OFFLOAD == true ]]; then
+    echo "run_sft_rm.sh: error: no multi-node offload config; set ACCELERATE_CONFIG" >&2
+    exit 1
+elif ((NNODES > 1)); then
+    ACCELERATE_CONFIG=$REPO/accelerate_configs/zero3_multinode.yaml
+elif [[ $CPU_OFFLOAD == true ]]; then
+    ACCELERATE_CONFIG=$REPO/accelerate_configs/zero3_offload.yaml
+else
+    ACCELERATE_CONFIG=$REPO/accelerate_configs/zero3.yaml
+fi
+
+recipe_flags=(
+    --model-path "$MODEL_PATH" --train-file "$TRAIN_FILE"
+    --total-batch-size "$TOTAL_BATCH_SIZE" --micro-batch-size "$MICRO_BATCH_SIZE" --sp-size "$SP_SIZE"
+    --epochs "$TOTAL_EPOCHS" --max-length "$MAX_LENGTH" --output-dir "$OUTPUT_DIR"
+    --num-gpus $((NNODES * N_GPUS_PER_NODE)) -o "$RECIPE"
+)
+[[ -n $VAL_FILE ]] && recipe_flags+=(--val-file "$VAL_FILE")
+# Always said, so that the recipe and the accelerate config agree.
+if [[ $CPU_OFFLOAD == true ]]; then recipe_flags+=(--cpu-offload); else recipe_flags+=(--no-cpu-offload); fi
+judge-sft recipe "${recipe_flags[@]}"
+
+launch_flags=(--config_file "$ACCELERATE_CONFIG" --num_processes $((NNODES * N_GPUS_PER_NODE))
+              --main_process_port "$MASTER_PORT")
+if ((NNODES > 1)); then
+    launch_flags+=(--num_machines "$NNODES" --machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR")
+fi
+set -x
+accelerate launch "${launch_flags[@]}" "$REPO/judge_sft/run.py" "$RECIPE" "$@"
