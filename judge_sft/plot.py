@@ -1,0 +1,117 @@
+"""`judge-sft plot OUTPUT_DIR [-o PNG]`: train and val loss against step, lr on a second axis, as the cookbook's curve.
+
+Read from OUTPUT_DIR/trainer_state.json, or from the newest complete checkpoint-*/trainer_state.json while a run is
+still going. The trainer logs `loss`, `lr` (transformers' `learning_rate`, renamed in judge_sft/trainer.py) and
+`eval_loss`; `learning_rate` is read too, for runs of the stock Trainer. The model card shows this PNG (judge_sft/hub.py).
+"""
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from judge_sft.errors import JudgeSFTError
+
+PLOT_NAME = "loss_curve.png"
+TRAINER_STATE_NAME = "trainer_state.json"
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+MARKERS_UP_TO = 60  # points per series; beyond that markers only clutter the line
+
+
+def find_trainer_state(output_dir):
+    output_dir = Path(output_dir)
+    if (output_dir / TRAINER_STATE_NAME).is_file():
+        return output_dir / TRAINER_STATE_NAME
+    if not output_dir.is_dir():
+        raise JudgeSFTError(f"{output_dir}: no such directory")
+    # As judge_sft.checkpoints.last_complete_checkpoint, without importing transformers for it (seconds).
+    steps = [int(match.group(1)) for child in output_dir.iterdir()
+             if (match := CHECKPOINT_DIR.match(child.name)) and (child / TRAINER_STATE_NAME).is_file()]
+    if not steps:
+        raise JudgeSFTError(f"{output_dir}: no {TRAINER_STATE_NAME} in it nor in a checkpoint-* folder")
+    return output_dir / f"checkpoint-{max(steps)}" / TRAINER_STATE_NAME
+
+
+def read_log_history(state_path):
+    try:
+        text = Path(state_path).read_text()
+    except OSError as error:
+        raise JudgeSFTError(f"{state_path}: cannot read ({error.strerror})")
+    if not text.strip():
+        raise JudgeSFTError(f"{state_path}: empty file")
+    try:
+        history = json.loads(text).get("log_history")
+    except (ValueError, AttributeError):
+        raise JudgeSFTError(f"{state_path}: not a trainer state (invalid JSON or not an object)")
+    if not isinstance(history, list):
+        raise JudgeSFTError(f"{state_path}: not a trainer state (no log_history list)")
+    return history
+
+
+def curves(history):
+    """Metric -> [(step, value), ...], under the cookbook's names."""
+    def points(*keys):
+        return [(entry["step"], next(entry[key] for key in keys if key in entry))
+                for entry in history if "step" in entry and any(key in entry for key in keys)]
+
+    return {"train/loss": points("loss"), "val/loss": points("eval_loss"), "train/lr": points("lr", "learning_rate")}
+
+
+def draw(series, title, png_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import MaxNLocator
+
+    figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=110, layout="constrained")
+    lines = []
+    for name, color in (("train/loss", "tab:blue"), ("val/loss", "tab:orange")):
+        if series[name]:
+            marker = "o" if len(series[name]) <= MARKERS_UP_TO or name == "val/loss" else None
+            lines += loss_axis.plot(*zip(*series[name]), color=color, marker=marker, markersize=3, linewidth=1.5, label=name)
+    loss_axis.set_xlabel("step")
+    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_axis.set_ylabel("loss")
+    loss_axis.grid(alpha=0.3)
+    if series["train/lr"]:
+        lr_axis = loss_axis.twinx()
+        lines += lr_axis.plot(*zip(*series["train/lr"]), color="grey", linestyle="--", linewidth=1, label="train/lr")
+        lr_axis.set_ylabel("lr")
+        lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center", ncols=len(lines), frameon=False)
+    loss_axis.set_title(title)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{png_path.name}.", suffix=".png", dir=png_path.parent)
+    os.close(descriptor)
+    try:
+        figure.savefig(partial, format="png")
+        os.chmod(partial, 0o644)
+        os.replace(partial, png_path)  # never a half-written PNG where the model card points
+    finally:
+        plt.close(figure)
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def plot_losses(output_dir, png_path=None):
+    """Write the loss curve of the run in OUTPUT_DIR to png_path (default OUTPUT_DIR/loss_curve.png); return its path."""
+    state_path = find_trainer_state(output_dir)
+    series = curves(read_log_history(state_path))
+    if not series["train/loss"] and not series["val/loss"]:
+        raise JudgeSFTError(f"{state_path}: log_history holds no `loss` or `eval_loss` yet")
+    png_path = Path(png_path) if png_path else Path(output_dir) / PLOT_NAME
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    draw(series, Path(output_dir).resolve().name, png_path)
+    return png_path
+
+
+def add_arguments(parser):
+    parser.add_argument("output_dir", type=Path, help="a run's output_dir (or one checkpoint-* folder)")
+    parser.add_argument("-o", "--output", type=Path, help=f"PNG to write (default: OUTPUT_DIR/{PLOT_NAME})")
+
+
+def main(args):
+    print(f"loss curve written to {plot_losses(args.output_dir, args.output)}")
+    return 0
