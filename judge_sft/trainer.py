@@ -1,8 +1,16 @@
 """TRL's SFTTrainer, with the cookbook's metric names."""
 
+import logging
+import os
+from pathlib import Path
+
 from transformers import TrainerCallback
 from transformers.integrations import integration_utils
 from trl import SFTTrainer
+
+from judge_sft.hub import TRAINER_STATE_NAME, describe_failure, prepare_repo, push_folder, write_model_card
+
+logger = logging.getLogger("judge_sft")
 
 
 class EvaluateAtEnd(TrainerCallback):
@@ -23,11 +31,54 @@ class JudgeSFTTrainer(SFTTrainer):
             logs["lr"] = logs.pop("learning_rate")
         super().log(logs, start_time)
 
+    # ---- Hub: judge-sft's card, repo and push (judge_sft/hub.py) in place of TRL's and transformers' own
+
+    def create_model_card(self, *args, **kwargs):
+        """TRL writes its generic card into output_dir at every checkpoint save, and transformers pushes output_dir:
+        write ours instead (losses so far, loss curve, recipe, data), with trainer_state.json beside it."""
+        if self.is_world_process_zero():
+            self.state.save_to_json(os.path.join(self.args.output_dir, TRAINER_STATE_NAME))
+            write_model_card(self.args.output_dir, self.hub_model_id)
+
+    def init_hf_repo(self, token=None, private=None):
+        """Create the repo, and the `hub_revision` branch that transformers would leave missing; fail before training."""
+        if not self.is_world_process_zero():
+            return
+        repo_id = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+        private = self.args.hub_private_repo if private is None else private
+        self.hub_model_id = prepare_repo(repo_id, private=private, revision=self.args.hub_revision)
+        self.push_in_progress = None
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        """transformers uploads checkpoints in the background and drops their errors: log them."""
+        super()._push_from_checkpoint(checkpoint_folder)
+        for job in getattr(getattr(self, "push_in_progress", None), "jobs", None) or []:  # main process only
+            if not getattr(job, "judge_sft_watched", False):
+                job.judge_sft_watched = True
+                job.add_done_callback(_warn_on_failed_push)
+
+    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, private=None,
+                    **kwargs):
+        """Upload output_dir as save_model left it (no second ZeRO-3 gather), never optimizer state or partitioned
+        shards; main process only. A failure raises JudgeSFTError naming the `judge-sft push` that completes it."""
+        if not self.is_world_process_zero():
+            return None
+        self._finish_current_push()
+        self.create_model_card()
+        return push_folder(self.args.output_dir, self.hub_model_id, private=self.args.hub_private_repo,
+                           revision=revision or self.args.hub_revision, commit_message=commit_message)
+
 
 def _cookbook_metric_names(logs):
     """transformers' reporters (wandb, tensorboard, trackio, ...) share `rewrite_logs`, which files `eval_*` under
     `eval/`; the cookbook's dashboards read `val/loss`. Patched here, once, for every reporter."""
     return {key.replace("eval/", "val/", 1): value for key, value in _stock_rewrite_logs(logs).items()}
+
+
+def _warn_on_failed_push(job):
+    if job.exception() is not None:
+        logger.warning(f"a checkpoint push to the Hub failed: {describe_failure(job.exception())}; the next save or "
+                       "the push at the end of training uploads the output directory again")
 
 
 _stock_rewrite_logs = integration_utils.rewrite_logs

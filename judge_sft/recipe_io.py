@@ -1,0 +1,92 @@
+"""The run's resolved recipe, saved as OUTPUT_DIR/recipe.yaml for the model card and `judge-sft push`.
+
+Resolved: the keys the recipe file and the command line set, with the values the parsed dataclasses hold (types
+applied, gradient accumulation derived from total_batch_size). Secrets never reach the file: `hub_token`, and any
+`env:` variable whose name says token, key, secret or password.
+"""
+
+import dataclasses
+import enum
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+RECIPE_NAME = "recipe.yaml"
+SECRET_KEYS = {"hub_token"}
+SECRET_ENV_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.I)
+DERIVED_KEYS = ("gradient_accumulation_steps",)  # set by plan_batch, not by the user
+
+
+def given_keys(argv):
+    """Keys the recipe file and the `--key value` overrides name, in that order; and the recipe's `env:` mapping."""
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        argv = ["--config", argv[0], *argv[1:]]
+    recipe = {}
+    if "--config" in argv:
+        recipe = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {}
+    keys = [key for key in recipe if key != "env"]
+    for item in argv:
+        if item.startswith("--") and item != "--config":
+            key = item[2:].split("=")[0]
+            if key not in keys:
+                keys.append(key)
+    return keys, recipe.get("env") or {}
+
+
+def plain(value):
+    """A dataclass value as YAML holds it."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def without_secrets(recipe):
+    clean = {key: value for key, value in recipe.items() if key not in SECRET_KEYS}
+    if isinstance(clean.get("env"), dict):
+        clean["env"] = {name: value for name, value in clean["env"].items() if not SECRET_ENV_NAME.search(str(name))}
+    return clean
+
+
+def resolved_recipe(argv, parsed):
+    """`argv` as run.py got it and its parsed dataclasses -> {key: value}, secrets removed."""
+    keys, env = given_keys(argv)
+    fields = {field.name: args for args in parsed for field in dataclasses.fields(args)}
+    recipe = {key: plain(getattr(fields[key], key)) for key in [*keys, *DERIVED_KEYS] if key in fields}
+    if env:
+        recipe["env"] = env
+    return without_secrets(recipe)
+
+
+def save_recipe(output_dir, argv, parsed):
+    """Write OUTPUT_DIR/recipe.yaml (atomically: a crash never leaves half a recipe) and return its path."""
+    path = Path(output_dir) / RECIPE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# The resolved recipe of this run, written by judge-sft (secrets removed).\n"
+    text += yaml.safe_dump(resolved_recipe(argv, parsed), sort_keys=False, allow_unicode=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+    return path
+
+
+def find_recipe(folder):
+    """recipe.yaml of an output directory, or of the run a `checkpoint-N` folder belongs to; None when neither has one."""
+    for candidate in (Path(folder) / RECIPE_NAME, Path(folder).parent / RECIPE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_recipe(folder):
+    """(path, {key: value}) of the folder's recipe, secrets removed even if a hand edit put one back; (None, {})."""
+    path = find_recipe(folder)
+    if path is None:
+        return None, {}
+    return path, without_secrets(yaml.safe_load(path.read_text()) or {})
