@@ -268,6 +268,7 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         "mfu": options.mfu,
         "peak_tflops": options.peak_tflops,
         "data_note": data_note,
+        "notes": unmodelled(judge_args, model_args),
     }
     plan.update(data_numbers(profile, setup, batch, judge_args, training_args))
     plan.update(compute_numbers(shape, setup, profile, judge_args, options))
@@ -278,6 +279,16 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         for item in advice
     ]
     return plan
+
+
+def unmodelled(judge_args, model_args):
+    """Recipe settings the memory model does not cover: its numbers are for full fine-tuning of a dense model."""
+    notes = []
+    if model_args.use_peft:
+        notes.append("use_peft: the memory above is full fine-tuning's; LoRA keeps optimizer states for the adapters only")
+    if getattr(judge_args, "tiled_mlp", False):
+        notes.append("tiled_mlp: not modelled; the activations above are without it (an upper bound)")
+    return notes
 
 
 def data_numbers(profile, setup, batch, judge_args, training_args):
@@ -315,6 +326,12 @@ def compute_numbers(shape, setup, profile, judge_args, options):
         flops = training_flops(shape, profile.at(setup.max_length).lengths, setup.checkpointing)
         numbers.update(epoch_flops=flops, epoch_hours_estimate=flops / throughput / 3600)
     return numbers
+
+
+def duration(seconds):
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def report(plan):
@@ -369,10 +386,11 @@ def report(plan):
         f"at {plan['mfu']:.0%} MFU of {plan['peak_tflops']:g} TFLOPS per GPU (H100/H200 SXM bf16)",
         f"             {plan['step_seconds_at_max_length']:.1f} s per optimizer step with every row at max_length"
         + ("" if plan["epoch_hours_estimate"] is None else
-           f"; {plan['epoch_hours_estimate']:.2f} h per epoch ({plan['epoch_flops']:.2e} FLOPs)"),
+           f"; {duration(plan['epoch_hours_estimate'] * 3600)} per epoch ({plan['epoch_flops']:.2e} FLOPs)"),
     ]
     if plan["cpu_offload"]:
         lines.append("             cpu_offload: host Adam steps and PCIe transfers usually keep MFU well below that")
+    lines += [f"note         {note}" for note in plan["notes"]]
     if plan["advice"]:
         lines += ["", "does not fit; each change, with its new estimate:"]
         lines += [f"  - {text}" for text in plan["advice"]]

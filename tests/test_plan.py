@@ -314,3 +314,21 @@ def test_errors_are_one_line(capsys, tmp_path, qwen3_32b_dir, arguments, message
     assert cli.main(["plan", str(recipe), *arguments]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("judge-sft plan: error:") and message in error
+
+
+def test_unmodelled_settings_are_named(capsys, tmp_path, qwen3_32b_dir):
+    recipe = cookbook_recipe(tmp_path, qwen3_32b_dir, tmp_path / "absent.parquet")
+    assert plan(capsys, recipe, "--num-gpus", 8)["notes"] == []
+    notes = plan(capsys, recipe, "--num-gpus", 8, "--use_peft", "true")["notes"]
+    assert len(notes) == 1 and notes[0].startswith("use_peft: the memory above is full fine-tuning's")
+
+
+def test_host_ram_decides_the_offload_verdict(capsys, tmp_path, qwen3_32b_dir):
+    """recipes/qwen3_32b.yaml offloads ~824 GB per node: a 512 GB node does not hold it; two nodes halve it."""
+    recipe = REPO / "recipes" / "qwen3_32b.yaml"
+    result = plan(capsys, recipe, "--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir, "--cpu-memory-gb", 512)
+    assert not result["fits"] and result["total_gb_per_gpu"] < result["usable_gb_per_gpu"]
+    nodes = next(item for item in result["advice_detail"] if "num_nodes" in item["overrides"])
+    assert nodes["fits"] and nodes["overrides"]["num_nodes"] == 2
+    assert_advice_verdicts(capsys, recipe, result, ["--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir,
+                                                    "--cpu-memory-gb", 512])
