@@ -113,7 +113,8 @@ def check_masking(conversations, tokenizer, template, train_on, end_ids):
             return [Check(FAIL, "loss masking", f"row {row}: the template marks no token for loss (train_on {train_on})")]
         missing = [content for content in expected_targets(messages, train_on) if content.strip() not in trained_text]
         if missing:
-            return [Check(FAIL, "loss masking", f"row {row}: assistant text {missing[0][:40]!r} is not trained (train_on {train_on})")]
+            message = f"row {row}: assistant text {missing[0][:40]!r} is not trained (train_on {train_on})"
+            return [Check(FAIL, "loss masking", message)]
         leaked = [message["content"] for message in messages if message["role"] != "assistant"
                   and len(message["content"].strip()) >= MIN_DISTINCT_CHARS and message["content"].strip() in trained_text]
         if leaked:
@@ -122,10 +123,13 @@ def check_masking(conversations, tokenizer, template, train_on, end_ids):
     masking = Check(PASS, "loss masking", f"{len(samples)} sample rows train exactly their "
                                           f"{'final assistant message' if train_on == 'final' else 'assistant messages'}")
     end_names = ", ".join(sorted({tokenizer.convert_ids_to_tokens(token) for token in end_ids}))
-    if rows_ending == len(samples):
+    if not end_ids:
+        ending = Check(WARN, "end of turn", "neither the tokenizer nor the model config names an eos token")
+    elif rows_ending == len(samples):
         ending = Check(PASS, "end of turn", f"every sample target trains {end_names}: the model learns to stop")
     elif rows_ending:
-        ending = Check(WARN, "end of turn", f"{len(samples) - rows_ending} of {len(samples)} sample targets train no {end_names}")
+        message = f"{len(samples) - rows_ending} of {len(samples)} sample targets train no {end_names}"
+        ending = Check(WARN, "end of turn", message)
     else:
         ending = Check(FAIL, "end of turn", f"no sample target trains {end_names}: the model would never learn to stop")
     return [masking, ending]
@@ -144,7 +148,8 @@ def check_special_tokens(tokenizer, model_config, conversations):
     if vocab_rows is None:
         checks.append(Check(WARN, "vocabulary", "cannot read the model's config.json: embedding size unchecked"))
     elif len(tokenizer) > vocab_rows:
-        checks.append(Check(FAIL, "vocabulary", f"the tokenizer has {len(tokenizer)} tokens, the model's embedding {vocab_rows} rows"))
+        message = f"the tokenizer has {len(tokenizer)} tokens, the model's embedding {vocab_rows} rows"
+        checks.append(Check(FAIL, "vocabulary", message))
     else:
         checks.append(Check(PASS, "vocabulary", f"{len(tokenizer)} tokens fit the model's {vocab_rows} embedding rows"))
     if tokenizer.pad_token is None:
@@ -152,7 +157,8 @@ def check_special_tokens(tokenizer, model_config, conversations):
     elif vocab_rows is not None and tokenizer.pad_token_id >= vocab_rows:
         checks.append(Check(FAIL, "pad token", f"{tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the embedding"))
     else:
-        checks.append(Check(PASS, "pad token", f"{tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); padding is never trained"))
+        message = f"{tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); padding is never trained"
+        checks.append(Check(PASS, "pad token", message))
     specials = [token for token in tokenizer.all_special_tokens if token]
     rows = [row for row, messages in enumerate(conversations or [])
             if any(special in message["content"] for message in messages for special in specials)]
@@ -218,7 +224,8 @@ def run_checks(judge_args, training_args, model_args):
         return checks
     if judge_args.train_file in valid:
         train_on = resolve_train_on(judge_args, judge_args.train_file)
-        checks += check_masking(valid[judge_args.train_file], tokenizer, template, train_on, end_of_turn_ids(tokenizer, model_config))
+        end_ids = end_of_turn_ids(tokenizer, model_config)
+        checks += check_masking(valid[judge_args.train_file], tokenizer, template, train_on, end_ids)
     for path in valid:
         checks += check_tokens(profile_file(path, judge_args, training_args, tokenizer), training_args.max_length)
     return checks

@@ -62,7 +62,8 @@ class Advice:
 
 class Planner:
     def __init__(self, shape, setup, total_batch_size, options, profile=None):
-        self.shape, self.setup, self.total_batch_size, self.options, self.profile = shape, setup, total_batch_size, options, profile
+        self.shape, self.setup, self.total_batch_size = shape, setup, total_batch_size
+        self.options, self.profile = options, profile
 
     def estimate(self, setup=None):
         return estimate(self.shape, setup or self.setup)
@@ -107,7 +108,8 @@ class Planner:
         return Advice(self.describe(memory, what), overrides, memory, self.fits(memory))
 
     def micro_batch_advice(self):
-        candidates = [b for b in range(self.setup.micro_batch - 1, 0, -1) if self.accumulation(replace(self.setup, micro_batch=b))]
+        candidates = [b for b in range(self.setup.micro_batch - 1, 0, -1)
+                      if self.accumulation(replace(self.setup, micro_batch=b))]
         if not candidates:
             return None
         chosen = next((b for b in candidates if self.fits(self.estimate(replace(self.setup, micro_batch=b)))), candidates[-1])
@@ -193,7 +195,8 @@ def load_model_config(model_args):
     try:
         return AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     except (OSError, ValueError) as error:
-        raise JudgeSFTError(f"{model_args.model_name_or_path}: cannot read the model's config.json ({str(error).splitlines()[0]})")
+        reason = str(error).splitlines()[0]
+        raise JudgeSFTError(f"{model_args.model_name_or_path}: cannot read the model's config.json ({reason})")
 
 
 def recipe_setup(judge_args, training_args, model_args, options):
@@ -297,7 +300,8 @@ def data_numbers(profile, setup, batch, judge_args, training_args):
     kept = profile.at(setup.max_length)
     micro_batches_per_rank = math.ceil(kept.rows / (setup.micro_batch * batch.dp))
     steps_per_epoch = max(math.ceil(micro_batches_per_rank / batch.grad_accum), 1)  # as transformers' Trainer counts
-    total_steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(training_args.num_train_epochs * steps_per_epoch)
+    total_steps = (training_args.max_steps if training_args.max_steps > 0
+                   else math.ceil(training_args.num_train_epochs * steps_per_epoch))
     mean_tokens = float(kept.lengths.mean()) if kept.rows else 0.0
     return {
         "train_file": profile.path,
@@ -368,6 +372,7 @@ def report(plan):
                f"ZeRO-3 over {plan['world_size']} GPUs: {plan['model_states_bytes_per_param']} bytes/param sharded "
                f"({states}) + the largest layer gathered")
     checkpointing = "on" if plan["gradient_checkpointing"] else "off"
+    recompute = " (x 4/3: checkpointing recomputes the forward)" if plan["gradient_checkpointing"] else ""
     verdict = "fits" if plan["fits"] else "DOES NOT FIT"
     host_check = "" if plan["cpu_memory_gb"] is None else f" (of {plan['cpu_memory_gb']:g} GB)"
     lines += [
@@ -382,7 +387,7 @@ def report(plan):
         f"  total         {gb(plan['total_gb_per_gpu'])}   of {plan['usable_gb_per_gpu']:.2f} GB usable "
         f"({plan['gpu_memory_gb']:g} GB less {HEADROOM:.0%} headroom): {verdict}",
         "",
-        f"compute      6 x params x tokens + attention{' (x 4/3: checkpointing recomputes the forward)' if plan['gradient_checkpointing'] else ''}, "
+        f"compute      6 x params x tokens + attention{recompute}, "
         f"at {plan['mfu']:.0%} MFU of {plan['peak_tflops']:g} TFLOPS per GPU (H100/H200 SXM bf16)",
         f"             {plan['step_seconds_at_max_length']:.1f} s per optimizer step with every row at max_length"
         + ("" if plan["epoch_hours_estimate"] is None else

@@ -11,6 +11,8 @@ from judge_sft.tokenization import tokenize_messages
 
 FINAL = {b"judge_sft.train_on": b"final"}
 NO_MARKERS = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+CONTENT_ONLY_MARKED = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.role == 'assistant' %}{% generation %}"
+                       "{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}")
 EVERYTHING_MARKED = ("{% for m in messages %}{% generation %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
                      "{% endgeneration %}{% endfor %}")
 
@@ -65,6 +67,16 @@ def test_template_marking_the_prompt_fails(capsys, tmp_path, tiny_model_dir, sma
     assert lines["chat template"][0] == "PASS" and f"chat_template_path {template}" in lines["chat template"][1]
     status, message = lines["loss masking"]
     assert status == "FAIL" and message.startswith("row 0: prompt text 'Question 0.0") and message.endswith("is trained")
+
+
+def test_template_not_training_the_end_of_turn_fails(capsys, tmp_path, tiny_model_dir, small_data):
+    """Masks around the content only: the loss never teaches the model to emit <|im_end|>, so it never stops."""
+    template = tmp_path / "content_only.jinja"
+    template.write_text(CONTENT_ONLY_MARKED)
+    code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template)))
+    assert code == 1
+    assert lines["loss masking"][0] == "PASS"
+    assert lines["end of turn"] == ("FAIL", "no sample target trains <|im_end|>: the model would never learn to stop")
 
 
 def test_bad_data_fails_naming_the_row(capsys, tmp_path, tiny_model_dir):
