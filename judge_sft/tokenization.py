@@ -5,6 +5,8 @@ trained (HelpSteer2 rates only the final response; earlier assistant turns are c
 right at `max_length`; a row left with no trained token is dropped and counted, never trained with zero loss tokens.
 """
 
+import hashlib
+
 IGNORE_INDEX = -100
 TRAIN_ON_CHOICES = ("final", "all")
 
@@ -54,11 +56,26 @@ def tokenize_dataset(
 ):
     """Tokenise a datasets.Dataset of conversations. Returns (trainable dataset, number of rows dropped because
     truncation cut off every trained token)."""
+    settings = (chat_template, max_length, train_on, messages_key, truncation_mode)
+    fingerprint = cache_fingerprint(dataset, tokenizer, settings)
     tokenized = dataset.map(
         lambda row: tokenize_messages(row[messages_key], tokenizer, chat_template, max_length, train_on, truncation_mode),
         remove_columns=dataset.column_names,
         num_proc=num_proc,
         desc="Tokenizing",
+        new_fingerprint=fingerprint,
     )
-    trainable = tokenized.filter(lambda row: row["num_loss_tokens"] > 0, num_proc=num_proc, desc="Dropping rows with no trained token")
+    trainable = tokenized.filter(
+        lambda row: row["num_loss_tokens"] > 0, num_proc=num_proc, desc="Dropping rows with no trained token",
+        new_fingerprint=f"{fingerprint}-trainable",
+    )
     return trainable, len(tokenized) - len(trainable)
+
+
+def cache_fingerprint(dataset, tokenizer, settings):
+    """What the datasets cache keys the tokenised rows on. datasets would otherwise pickle and hash the closure, tokenizer
+    included, on every call (1-8 s per file at every start); the tokenizer's serialised form is hashed instead."""
+    digest = hashlib.sha256(dataset._fingerprint.encode())
+    digest.update(tokenizer.backend_tokenizer.to_str().encode())
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:32]
