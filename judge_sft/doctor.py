@@ -233,8 +233,13 @@ def run_checks(judge_args, training_args, model_args):
 
 def check_before_training(judge_args, training_args, model_args):
     """run.py's start-up: the checks, logged; a failure stops the run (a JudgeSFTError) unless `skip_doctor`."""
-    with training_args.main_process_first(desc="judge-sft doctor"):
-        checks = run_checks(judge_args, training_args, model_args)
+    # The main process checks, the others wait for its verdict: every rank would find the same.
+    checks = [run_checks(judge_args, training_args, model_args) if training_args.process_index == 0 else None]
+    if training_args.world_size > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(checks)
+    checks = checks[0]
     for check in checks:
         logger.info(f"doctor: {check.line()}")
     failed = [check for check in checks if check.status == FAIL]
