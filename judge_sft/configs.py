@@ -27,6 +27,9 @@ class JudgeArguments:
         default=96, metadata={"help": "global sequences per optimizer step (TOTAL_BATCH_SIZE); sets gradient accumulation"}
     )
     sp_size: int = field(default=1, metadata={"help": "Ulysses sequence-parallel size (SP_SIZE); 1 = off"})
+    tiled_mlp: bool = field(
+        default=False, metadata={"help": "ALST tiled MLP: compute each MLP over sequence tiles (long context memory)"}
+    )
     cpu_offload: bool = field(
         default=False, metadata={"help": "offload optimizer and parameters to CPU; launch with accelerate_configs/zero3_offload.yaml"}
     )

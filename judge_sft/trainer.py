@@ -8,6 +8,7 @@ from transformers import TrainerCallback
 from transformers.integrations import integration_utils
 from trl import SFTTrainer
 
+from judge_sft import sequence_parallel
 from judge_sft.hub import TRAINER_STATE_NAME, describe_failure, prepare_repo, push_folder, write_model_card
 
 logger = logging.getLogger("judge_sft")
@@ -25,11 +26,28 @@ class JudgeSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(EvaluateAtEnd)
+        self.sp = sequence_parallel.attach(self)  # None unless the recipe's sp_size > 1
 
     def log(self, logs, start_time=None):
         if "learning_rate" in logs:  # the cookbook plots `train/lr`
             logs["lr"] = logs.pop("learning_rate")
         super().log(logs, start_time)
+
+    # ---- Sequence parallelism (judge_sft/sequence_parallel.py): sp_size 1 keeps TRL's path
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.sp:
+            return self.sp.compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _get_num_items_in_batch(self, batch_samples, device):
+        if self.sp:
+            return self.sp.count_trained_tokens(batch_samples, device)
+        return super()._get_num_items_in_batch(batch_samples, device)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        loader = super().get_eval_dataloader(eval_dataset)
+        return self.sp.shard(loader) if self.sp else loader
 
     # ---- Hub: judge-sft's card, repo and push (judge_sft/hub.py) in place of TRL's and transformers' own
 
