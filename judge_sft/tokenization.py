@@ -8,7 +8,6 @@ right at `max_length`; a row left with no trained token is dropped and counted, 
 import hashlib
 
 IGNORE_INDEX = -100
-TRAIN_ON_CHOICES = ("final", "all")
 
 
 def keep_last_span(mask):
