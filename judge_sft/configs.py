@@ -148,3 +148,16 @@ def plan_batch(total_batch_size, per_device_batch, world_size, sp_size):
 def launched_world_size():
     """Processes in this launch, as accelerate / torchrun tell every rank."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_cpu_offload(cpu_offload, deepspeed_config):
+    """The recipe's `cpu_offload` must match the DeepSpeed config accelerate launched with: the launch fixes it before
+    run.py starts, so run.py can only refuse a mismatch (and name the config that matches)."""
+    zero = (deepspeed_config or {}).get("zero_optimization", {})
+    offloaded = zero.get("offload_optimizer", {}).get("device", "none") not in ("none", None)
+    if cpu_offload and not offloaded:
+        raise JudgeSFTError("recipe: cpu_offload is true but the launch's DeepSpeed config keeps optimizer states on the "
+                            "GPU; launch with --config_file accelerate_configs/zero3_offload.yaml")
+    if offloaded and not cpu_offload:
+        raise JudgeSFTError("recipe: cpu_offload is false but the launch's DeepSpeed config offloads to CPU; set "
+                            "`cpu_offload: true` or launch with accelerate_configs/zero3.yaml")

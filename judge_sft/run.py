@@ -16,7 +16,7 @@ from trl import get_peft_config
 from judge_sft import sequence_parallel
 from judge_sft.chat_templates import training_chat_template
 from judge_sft.checkpoints import last_complete_checkpoint
-from judge_sft.configs import launched_world_size, parse_recipe, plan_batch
+from judge_sft.configs import check_cpu_offload, launched_world_size, parse_recipe, plan_batch
 from judge_sft.data_format import read_train_on
 from judge_sft.doctor import check_before_training
 from judge_sft.errors import JudgeSFTError
@@ -56,6 +56,8 @@ def main(argv=None):
                        launched_world_size(), judge_args.sp_size)
     training_args.gradient_accumulation_steps = batch.grad_accum
     logger.info(batch.describe())
+    plugin = training_args.deepspeed_plugin
+    check_cpu_offload(judge_args.cpu_offload, plugin.deepspeed_config if plugin else None)
     sequence_parallel.configure(judge_args, training_args, model_args, launched_world_size())  # sp_size > 1
     apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
     if training_args.should_save:  # for the model card and `judge-sft push`

@@ -58,3 +58,17 @@ def test_batch_arithmetic_that_does_not_divide_shows_the_arithmetic():
         plan_batch(96, 12, world_size=24, sp_size=8)
     with pytest.raises(JudgeSFTError, match="world size 12 is not divisible by sp_size 8"):
         plan_batch(96, 12, world_size=12, sp_size=8)
+
+
+def test_cpu_offload_must_match_the_launched_deepspeed_config():
+    from judge_sft.configs import check_cpu_offload
+
+    offloaded = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"}}}
+    on_gpu = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "none"}}}
+    check_cpu_offload(True, offloaded)
+    check_cpu_offload(False, on_gpu)
+    check_cpu_offload(False, None)  # no DeepSpeed (one process, plain python)
+    with pytest.raises(JudgeSFTError, match="launch with --config_file accelerate_configs/zero3_offload.yaml"):
+        check_cpu_offload(True, on_gpu)
+    with pytest.raises(JudgeSFTError, match="cpu_offload is false but the launch's DeepSpeed config offloads"):
+        check_cpu_offload(False, offloaded)
