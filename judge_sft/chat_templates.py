@@ -43,3 +43,20 @@ def training_chat_template(tokenizer):
             "the tokenizer's chat template has no {% generation %} markers, so assistant tokens cannot be masked; "
             "set `chat_template_path` to a template that wraps assistant output in {% generation %}...{% endgeneration %}"
         )
+
+
+def load_tokenizer(model_args, training_args):
+    """The tokenizer as run.py loads it, with the recipe's `chat_template_path` applied (not yet the training template)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    except (OSError, ValueError) as error:
+        raise JudgeSFTError(f"{model_args.model_name_or_path}: cannot load the tokenizer ({str(error).splitlines()[0]})")
+    if training_args.chat_template_path:
+        try:
+            with open(training_args.chat_template_path) as stream:
+                tokenizer.chat_template = stream.read()
+        except OSError as error:
+            raise JudgeSFTError(f"{training_args.chat_template_path}: cannot read chat_template_path ({error.strerror})")
+    return tokenizer

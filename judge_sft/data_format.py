@@ -21,3 +21,8 @@ def read_train_on(path) -> str | None:
     """The file's `judge_sft.train_on` schema metadata value (e.g. "final"), or None when it has none."""
     value = (pq.read_schema(path).metadata or {}).get(TRAIN_ON_METADATA_KEY)
     return None if value is None else value.decode("utf-8")
+
+
+def resolve_train_on(train_on, path) -> str:
+    """A recipe's `train_on` for one file: 'auto' means what prepare-data recorded in it, else every assistant message."""
+    return train_on if train_on != "auto" else (read_train_on(path) or "all")

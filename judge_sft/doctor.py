@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from trl.chat_template_utils import has_generation_markers
 
-from judge_sft.chat_templates import KNOWN_STOCK_TEMPLATES, template_sha256, training_chat_template
+from judge_sft.chat_templates import KNOWN_STOCK_TEMPLATES, load_tokenizer, template_sha256, training_chat_template
 from judge_sft.configs import parse_recipe
 from judge_sft.errors import JudgeSFTError
-from judge_sft.token_profile import load_tokenizer, profile_file, resolve_train_on
+from judge_sft.data_format import resolve_train_on
+from judge_sft.token_profile import profile_file
 from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
 from judge_sft.validate_data import check_messages
 
@@ -223,7 +224,7 @@ def run_checks(judge_args, training_args, model_args):
     if template is None:
         return checks
     if judge_args.train_file in valid:
-        train_on = resolve_train_on(judge_args, judge_args.train_file)
+        train_on = resolve_train_on(judge_args.train_on, judge_args.train_file)
         end_ids = end_of_turn_ids(tokenizer, model_config)
         checks += check_masking(valid[judge_args.train_file], tokenizer, template, train_on, end_ids)
     for path in valid:

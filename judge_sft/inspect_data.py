@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from judge_sft.data_format import read_train_on
+from judge_sft.data_format import resolve_train_on
 from judge_sft.errors import JudgeSFTError
 from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
 
@@ -37,11 +37,6 @@ def load_tokenizer(path, chat_template_path=None):
         with open(chat_template_path) as stream:
             tokenizer.chat_template = stream.read()
     return tokenizer, training_chat_template(tokenizer)
-
-
-def resolve_train_on(train_on, path):
-    """As run.py's load_split: `auto` means what the file records, else every assistant message."""
-    return train_on if train_on != "auto" else (read_train_on(path) or "all")
 
 
 def open_messages(path, messages_key):

@@ -11,10 +11,11 @@ import math
 import os
 from dataclasses import dataclass, replace
 
+from judge_sft.chat_templates import load_tokenizer
 from judge_sft.configs import parse_recipe, plan_batch
 from judge_sft.errors import JudgeSFTError
 from judge_sft.memory_model import GB, HEADROOM, Setup, estimate, model_shape, training_flops
-from judge_sft.token_profile import load_tokenizer, profile_file
+from judge_sft.token_profile import profile_file
 
 # H100 / H200 SXM dense bf16 peak; the MFU is a stated assumption, not a measurement.
 PEAK_TFLOPS = 989.0

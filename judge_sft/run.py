@@ -10,14 +10,14 @@ import sys
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, set_seed
 from trl import get_peft_config
 
 from judge_sft import sequence_parallel
-from judge_sft.chat_templates import training_chat_template
+from judge_sft.chat_templates import load_tokenizer, training_chat_template
 from judge_sft.checkpoints import last_complete_checkpoint
 from judge_sft.configs import check_cpu_offload, launched_world_size, parse_recipe, plan_batch
-from judge_sft.data_format import read_train_on
+from judge_sft.data_format import resolve_train_on
 from judge_sft.doctor import check_before_training
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub import apply_hub_defaults
@@ -32,7 +32,7 @@ def load_split(path, judge_args, training_args, tokenizer, chat_template):
     """A messages Parquet -> tokenised rows with labels, truncated at max_length (the same code as inspect-data)."""
     if not os.path.exists(path):
         raise JudgeSFTError(f"{path}: no such file")
-    train_on = judge_args.train_on if judge_args.train_on != "auto" else (read_train_on(path) or "all")
+    train_on = resolve_train_on(judge_args.train_on, path)
     with training_args.main_process_first(desc=f"tokenizing {path}"):
         rows = Dataset.from_parquet(path)
         if judge_args.messages_key not in rows.column_names:
@@ -46,12 +46,8 @@ def load_split(path, judge_args, training_args, tokenizer, chat_template):
     return dataset
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    judge_args, training_args, model_args = parse_recipe(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-
+def configure_launch(judge_args, training_args, model_args):
+    """What the recipe and the launch decide together, checked before anything loads."""
     batch = plan_batch(judge_args.total_batch_size, training_args.per_device_train_batch_size,
                        launched_world_size(), judge_args.sp_size)
     training_args.gradient_accumulation_steps = batch.grad_accum
@@ -60,15 +56,21 @@ def main(argv=None):
     check_cpu_offload(judge_args.cpu_offload, plugin.deepspeed_config if plugin else None)
     sequence_parallel.configure(judge_args, training_args, model_args, launched_world_size())  # sp_size > 1
     apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    judge_args, training_args, model_args = parse_recipe(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    configure_launch(judge_args, training_args, model_args)
     if training_args.should_save:  # for the model card and `judge-sft push`
         save_recipe(training_args.output_dir, argv, (judge_args, training_args, model_args))
     set_seed(training_args.seed)
     if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks; a failure stops the run here
         check_before_training(judge_args, training_args, model_args)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    if training_args.chat_template_path:
-        tokenizer.chat_template = open(training_args.chat_template_path).read()
+    tokenizer = load_tokenizer(model_args, training_args)
     # Saved with every checkpoint, so inference renders prompts exactly as training did.
     tokenizer.chat_template = training_chat_template(tokenizer)
 

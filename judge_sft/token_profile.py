@@ -12,31 +12,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from judge_sft.chat_templates import training_chat_template
-from judge_sft.data_format import read_train_on
+from judge_sft.data_format import resolve_train_on
 from judge_sft.errors import JudgeSFTError
 from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
-
-
-def load_tokenizer(model_args, training_args):
-    """The tokenizer as run.py loads it, with the recipe's `chat_template_path` applied (not yet the training template)."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    except (OSError, ValueError) as error:
-        raise JudgeSFTError(f"{model_args.model_name_or_path}: cannot load the tokenizer ({str(error).splitlines()[0]})")
-    if training_args.chat_template_path:
-        try:
-            with open(training_args.chat_template_path) as stream:
-                tokenizer.chat_template = stream.read()
-        except OSError as error:
-            raise JudgeSFTError(f"{training_args.chat_template_path}: cannot read chat_template_path ({error.strerror})")
-    return tokenizer
-
-
-def resolve_train_on(judge_args, path):
-    """As run.py: the recipe's train_on, or for 'auto' what prepare-data recorded in the file, else 'all'."""
-    return judge_args.train_on if judge_args.train_on != "auto" else (read_train_on(path) or "all")
 
 
 @dataclass(frozen=True)
@@ -101,7 +79,7 @@ def profile_file(path, judge_args, training_args, tokenizer):
     messages_key). Not through `datasets.map`: its fingerprint pickles the tokenizer, seconds per call."""
     if not os.path.isfile(path):
         raise JudgeSFTError(f"{path}: no such file")
-    train_on = resolve_train_on(judge_args, path)
+    train_on = resolve_train_on(judge_args.train_on, path)
     table = pq.read_table(path)
     if judge_args.messages_key not in table.column_names:
         raise JudgeSFTError(f"{path}: no `{judge_args.messages_key}` column (columns: {', '.join(table.column_names)})")
