@@ -1,12 +1,12 @@
-"""Which checkpoint a relaunch resumes from."""
+"""Which checkpoint a relaunch resumes from (and `judge-sft plot` reads while a run is going)."""
 
 import os
 import re
 
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-CHECKPOINT_DIR = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# transformers' names (transformers.trainer.TRAINER_STATE_NAME, trainer_utils.PREFIX_CHECKPOINT_DIR), spelt out so
+# that the plot and push commands need not import transformers (seconds) to find a checkpoint.
+TRAINER_STATE_NAME = "trainer_state.json"
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 def last_complete_checkpoint(output_dir):
@@ -23,4 +23,4 @@ def last_complete_checkpoint(output_dir):
         for name in os.listdir(output_dir)
         if (match := CHECKPOINT_DIR.match(name)) and os.path.isfile(os.path.join(output_dir, name, TRAINER_STATE_NAME))
     ]
-    return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+    return os.path.join(output_dir, f"checkpoint-{max(steps)}") if steps else None

@@ -18,13 +18,13 @@ import yaml
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from judge_sft import __version__
+from judge_sft.checkpoints import TRAINER_STATE_NAME
 from judge_sft.errors import JudgeSFTError
 from judge_sft.recipe_io import load_recipe
 
 logger = logging.getLogger("judge_sft")
 
 CARD_NAME = "README.md"
-TRAINER_STATE_NAME = "trainer_state.json"
 # Training state that stays local: ZeRO-3 partitioned weights and optimizer shards (global_stepN/, `latest`,
 # zero_to_fp32.py, zero_to_torch.py), optimizer/scheduler/RNG states, checkpoint folders, transformers' own `_*`.
 NOT_PUSHED = ["_*", "checkpoint-*", "global_step*", "latest", "zero_to_*.py", "optimizer.pt", "scheduler.pt",

@@ -7,15 +7,13 @@ still going. The trainer logs `loss`, `lr` (transformers' `learning_rate`, renam
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
+from judge_sft.checkpoints import TRAINER_STATE_NAME, last_complete_checkpoint
 from judge_sft.errors import JudgeSFTError
 
 PLOT_NAME = "loss_curve.png"
-TRAINER_STATE_NAME = "trainer_state.json"
-CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 MARKERS_UP_TO = 60  # points per series; beyond that markers only clutter the line
 
 
@@ -25,12 +23,10 @@ def find_trainer_state(output_dir):
         return output_dir / TRAINER_STATE_NAME
     if not output_dir.is_dir():
         raise JudgeSFTError(f"{output_dir}: no such directory")
-    # As judge_sft.checkpoints.last_complete_checkpoint, without importing transformers for it (seconds).
-    steps = [int(match.group(1)) for child in output_dir.iterdir()
-             if (match := CHECKPOINT_DIR.match(child.name)) and (child / TRAINER_STATE_NAME).is_file()]
-    if not steps:
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is None:
         raise JudgeSFTError(f"{output_dir}: no {TRAINER_STATE_NAME} in it nor in a checkpoint-* folder")
-    return output_dir / f"checkpoint-{max(steps)}" / TRAINER_STATE_NAME
+    return Path(checkpoint) / TRAINER_STATE_NAME
 
 
 def read_log_history(state_path):

@@ -9,7 +9,8 @@ from transformers.integrations import integration_utils
 from trl import SFTTrainer
 
 from judge_sft import sequence_parallel
-from judge_sft.hub import TRAINER_STATE_NAME, describe_failure, prepare_repo, push_folder, write_model_card
+from judge_sft.checkpoints import TRAINER_STATE_NAME
+from judge_sft.hub import describe_failure, prepare_repo, push_folder, write_model_card
 
 logger = logging.getLogger("judge_sft")
 
