@@ -45,18 +45,22 @@ def training_chat_template(tokenizer):
         )
 
 
-def load_tokenizer(model_args, training_args):
+def load_tokenizer(name_or_path, revision=None, chat_template_path=None):
     """The tokenizer as run.py loads it, with the recipe's `chat_template_path` applied (not yet the training template)."""
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:
-        raise JudgeSFTError(f"{model_args.model_name_or_path}: cannot load the tokenizer ({str(error).splitlines()[0]})")
-    if training_args.chat_template_path:
+        raise JudgeSFTError(f"{name_or_path}: cannot load the tokenizer ({str(error).splitlines()[0]})")
+    if chat_template_path:
         try:
-            with open(training_args.chat_template_path) as stream:
+            with open(chat_template_path) as stream:
                 tokenizer.chat_template = stream.read()
         except OSError as error:
-            raise JudgeSFTError(f"{training_args.chat_template_path}: cannot read chat_template_path ({error.strerror})")
+            raise JudgeSFTError(f"{chat_template_path}: cannot read chat_template_path ({error.strerror})")
     return tokenizer
+
+
+def recipe_tokenizer(model_args, training_args):
+    return load_tokenizer(model_args.model_name_or_path, model_args.model_revision, training_args.chat_template_path)

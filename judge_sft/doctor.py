@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from trl.chat_template_utils import has_generation_markers
 
-from judge_sft.chat_templates import KNOWN_STOCK_TEMPLATES, load_tokenizer, template_sha256, training_chat_template
+from judge_sft.chat_templates import KNOWN_STOCK_TEMPLATES, recipe_tokenizer, template_sha256, training_chat_template
 from judge_sft.configs import parse_recipe
 from judge_sft.errors import JudgeSFTError
 from judge_sft.data_format import resolve_train_on
@@ -214,7 +214,7 @@ def run_checks(judge_args, training_args, model_args):
         if conversations is not None:
             valid[path] = conversations
     try:
-        tokenizer = load_tokenizer(model_args, training_args)
+        tokenizer = recipe_tokenizer(model_args, training_args)
     except JudgeSFTError as error:
         return checks + [Check(FAIL, "tokenizer", str(error))]
     template_check, template = check_template(tokenizer, training_args)

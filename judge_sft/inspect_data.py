@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from judge_sft.chat_templates import load_tokenizer, training_chat_template
 from judge_sft.data_format import resolve_train_on
 from judge_sft.errors import JudgeSFTError
 from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
@@ -21,22 +22,6 @@ from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
 BRACKETS = ("[[", "]]")
 ANSI_TRAINED = ("\033[1;32m", "\033[0m")  # bold green
 PERCENTILES = (50, 90, 99)
-
-
-def load_tokenizer(path, chat_template_path=None):
-    """The tokenizer and the chat template run.py tokenises with."""
-    from transformers import AutoTokenizer
-
-    from judge_sft.chat_templates import training_chat_template
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise JudgeSFTError(f"{path}: cannot load a tokenizer ({str(error).splitlines()[0]})")
-    if chat_template_path:
-        with open(chat_template_path) as stream:
-            tokenizer.chat_template = stream.read()
-    return tokenizer, training_chat_template(tokenizer)
 
 
 def open_messages(path, messages_key):
@@ -149,7 +134,8 @@ def add_arguments(parser):
 def main(args):
     parquet = open_messages(args.file, args.messages_key)
     train_on = resolve_train_on(args.train_on, args.file)
-    tokenizer, chat_template = load_tokenizer(args.tokenizer, args.chat_template_path)
+    tokenizer = load_tokenizer(args.tokenizer, chat_template_path=args.chat_template_path)
+    chat_template = training_chat_template(tokenizer)
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     markers = ANSI_TRAINED if colour else BRACKETS
     reports = []

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 
-from judge_sft.chat_templates import load_tokenizer
+from judge_sft.chat_templates import recipe_tokenizer
 from judge_sft.configs import parse_recipe, plan_batch
 from judge_sft.errors import JudgeSFTError
 from judge_sft.memory_model import GB, HEADROOM, Setup, estimate, model_shape, training_flops
@@ -108,12 +108,17 @@ class Planner:
         memory = self.estimate(setup)
         return Advice(self.describe(memory, what), overrides, memory, self.fits(memory))
 
+    def first_that_fits(self, candidates, field):
+        """The first candidate value of `field` whose plan fits, else the last one tried (the nearest to fitting)."""
+        return next((value for value in candidates if self.fits(self.estimate(replace(self.setup, **{field: value})))),
+                    candidates[-1])
+
     def micro_batch_advice(self):
         candidates = [b for b in range(self.setup.micro_batch - 1, 0, -1)
                       if self.accumulation(replace(self.setup, micro_batch=b))]
         if not candidates:
             return None
-        chosen = next((b for b in candidates if self.fits(self.estimate(replace(self.setup, micro_batch=b)))), candidates[-1])
+        chosen = self.first_that_fits(candidates, "micro_batch")
         setup = replace(self.setup, micro_batch=chosen)
         return self.make(f"per_device_train_batch_size {chosen} (gradient accumulation {self.accumulation(setup)} keeps "
                          f"the global batch of {self.total_batch_size})", {"per_device_train_batch_size": chosen}, setup)
@@ -129,7 +134,7 @@ class Planner:
         candidates = list(range((self.setup.max_length - 1) // step * step, 0, -step))
         if not candidates:
             return None
-        chosen = next((n for n in candidates if self.fits(self.estimate(replace(self.setup, max_length=n)))), candidates[-1])
+        chosen = self.first_that_fits(candidates, "max_length")
         what = f"max_length {chosen}"
         if self.profile is not None:
             cut = self.profile.at(chosen)
@@ -152,7 +157,7 @@ class Planner:
                       if self.sp_allowed(sp) and self.accumulation(replace(self.setup, sp_size=sp))]
         if not candidates:
             return None
-        chosen = next((sp for sp in candidates if self.fits(self.estimate(replace(self.setup, sp_size=sp)))), candidates[-1])
+        chosen = self.first_that_fits(candidates, "sp_size")
         setup = replace(self.setup, sp_size=chosen)
         return self.make(f"sp_size {chosen} ({setup.tokens_per_rank} tokens per rank, dp {setup.world_size // chosen}, "
                          f"gradient accumulation {self.accumulation(setup)})", {"sp_size": chosen}, setup)
@@ -162,7 +167,7 @@ class Planner:
                       if self.accumulation(replace(self.setup, num_nodes=nodes))]
         if not candidates:
             return None
-        chosen = next((n for n in candidates if self.fits(self.estimate(replace(self.setup, num_nodes=n)))), candidates[-1])
+        chosen = self.first_that_fits(candidates, "num_nodes")
         setup = replace(self.setup, num_nodes=chosen)
         return self.make(f"{chosen} nodes x {self.setup.num_gpus} GPUs (world size {setup.world_size}, dp "
                          f"{setup.world_size // setup.sp_size}, gradient accumulation {self.accumulation(setup)})",
@@ -220,7 +225,7 @@ def data_profile(judge_args, training_args, model_args):
     if not os.path.isfile(judge_args.train_file):
         return None, f"{judge_args.train_file}: not found here; steps per epoch and truncation unknown"
     try:
-        tokenizer = load_tokenizer(model_args, training_args)
+        tokenizer = recipe_tokenizer(model_args, training_args)
     except JudgeSFTError as error:
         return None, f"not tokenised: {error}"
     return profile_file(judge_args.train_file, judge_args, training_args, tokenizer), None

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, set_seed
 from trl import get_peft_config
 
 from judge_sft import sequence_parallel
-from judge_sft.chat_templates import load_tokenizer, training_chat_template
+from judge_sft.chat_templates import recipe_tokenizer, training_chat_template
 from judge_sft.checkpoints import last_complete_checkpoint
 from judge_sft.configs import check_cpu_offload, launched_world_size, parse_recipe, plan_batch
 from judge_sft.data_format import resolve_train_on
@@ -70,7 +70,7 @@ def main(argv=None):
     if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks; a failure stops the run here
         check_before_training(judge_args, training_args, model_args)
 
-    tokenizer = load_tokenizer(model_args, training_args)
+    tokenizer = recipe_tokenizer(model_args, training_args)
     # Saved with every checkpoint, so inference renders prompts exactly as training did.
     tokenizer.chat_template = training_chat_template(tokenizer)
 

@@ -36,6 +36,15 @@ def qwen3_tokenizer():
     return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
 
 
+SINGLE_TURN = [{"role": "user", "content": "Is 7 prime?"}, {"role": "assistant", "content": "Yes."}]
+MULTI_TURN = [
+    {"role": "user", "content": "Is 7 prime?"},
+    {"role": "assistant", "content": "Yes."},
+    {"role": "user", "content": "And 9?"},
+    {"role": "assistant", "content": "No, 9 = 3 x 3."},
+]
+
+
 def conversation(index, turns):
     messages = []
     for turn in range(turns):

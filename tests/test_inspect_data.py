@@ -4,18 +4,11 @@ import json
 
 import pytest
 
-from conftest import write_messages
-
 from judge_sft.cli import main
 from judge_sft.tiny_model import qwen3_tokenizer_dir
 
-SINGLE = [{"role": "user", "content": "Is 7 prime?"}, {"role": "assistant", "content": "Yes."}]
-MULTI = [
-    {"role": "user", "content": "Is 7 prime?"},
-    {"role": "assistant", "content": "Yes."},
-    {"role": "user", "content": "And 9?"},
-    {"role": "assistant", "content": "No, 9 = 3 x 3."},
-]
+from conftest import MULTI_TURN as MULTI, SINGLE_TURN as SINGLE, write_messages
+
 LONG_ANSWER = [{"role": "user", "content": "Count."}, {"role": "assistant", "content": "one" + " two" * 200}]
 LONG_PROMPT = [{"role": "user", "content": "Read" + " this" * 200}, {"role": "assistant", "content": "Done."}]
 MAX_LENGTH = 64

@@ -6,13 +6,7 @@ from judge_sft.chat_templates import training_chat_template
 from judge_sft.errors import JudgeSFTError
 from judge_sft.tokenization import IGNORE_INDEX, keep_last_span, tokenize_dataset, tokenize_messages
 
-SINGLE = [{"role": "user", "content": "Is 7 prime?"}, {"role": "assistant", "content": "Yes."}]
-MULTI = [
-    {"role": "user", "content": "Is 7 prime?"},
-    {"role": "assistant", "content": "Yes."},
-    {"role": "user", "content": "And 9?"},
-    {"role": "assistant", "content": "No, 9 = 3 x 3."},
-]
+from conftest import MULTI_TURN as MULTI, SINGLE_TURN as SINGLE
 
 
 @pytest.fixture(scope="module")
