@@ -7,7 +7,7 @@ export TORCH_EXTENSIONS_DIR := $(abspath $(VENV))/torch_extensions
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test demo clean
+.PHONY: setup test lint format demo clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Offline, CPU, a few minutes: prepare the bundled sample, build a tiny Qwen3, train it with 2 processes under ZeRO-3.
 demo: setup

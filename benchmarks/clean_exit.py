@@ -14,9 +14,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml"
+from tiny_run import CONFIG, REPO, tiny_recipe
 
 
 def main():
@@ -24,28 +22,37 @@ def main():
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from judge_sft.tiny_model import build_tiny_model
-
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        subprocess.run([sys.executable, "-m", "judge_sft.cli", "prepare-data", "--input",
-                        str(REPO / "judge_sft" / "data" / "helpsteer2_sample.jsonl"), "--output-dir", str(workdir / "data")],
-                       check=True, stdout=subprocess.DEVNULL)
-        recipe = yaml.safe_load((REPO / "recipes" / "tiny_cpu.yaml").read_text())
-        recipe.update(model_name_or_path=str(build_tiny_model(workdir / "tiny")), train_file=str(workdir / "data" / "train.parquet"),
-                      val_file=None, max_steps=1, eval_strategy="no", save_strategy="no", report_to="none", skip_doctor=True)
+        recipe = tiny_recipe(workdir, val_file=None, max_steps=1, eval_strategy="no", skip_doctor=True)
         aborted = failed = 0
         for run in range(args.runs):
             recipe["output_dir"] = str(workdir / f"out{run}")
             path = workdir / "recipe.yaml"
             path.write_text(yaml.safe_dump(recipe))
-            result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
-                                     "--main_process_port", str(29600 + run), str(REPO / "judge_sft" / "run.py"), str(path)],
-                                    cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "accelerate.commands.launch",
+                    "--config_file",
+                    str(CONFIG),
+                    "--main_process_port",
+                    str(29600 + run),
+                    str(REPO / "judge_sft" / "run.py"),
+                    str(path),
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             aborted += "terminate called" in result.stdout
             failed += result.returncode != 0
-            print(f"run {run + 1}: exit {result.returncode}{' (terminate called)' if 'terminate called' in result.stdout else ''}",
-                  flush=True)
+            print(
+                f"run {run + 1}: exit {result.returncode}{' (terminate called)' if 'terminate called' in result.stdout else ''}",
+                flush=True,
+            )
     print(f"{args.runs} launches: {failed} non-zero exits, {aborted} aborted at exit")
     return 1 if failed else 0
 

@@ -41,10 +41,16 @@ def build_model(directory, tiny):
     shape = qwen3_0_6b_shape(tiny)
     tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
     config = Qwen3Config(
-        vocab_size=151936, hidden_size=shape["hidden_size"], intermediate_size=3 * shape["hidden_size"],
-        num_hidden_layers=shape["num_layers"], num_attention_heads=shape["num_heads"],
-        num_key_value_heads=shape["num_kv_heads"], head_dim=128 if not tiny else 16, tie_word_embeddings=True,
-        max_position_embeddings=40960, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        vocab_size=151936,
+        hidden_size=shape["hidden_size"],
+        intermediate_size=3 * shape["hidden_size"],
+        num_hidden_layers=shape["num_layers"],
+        num_attention_heads=shape["num_heads"],
+        num_key_value_heads=shape["num_kv_heads"],
+        head_dim=128 if not tiny else 16,
+        tie_word_embeddings=True,
+        max_position_embeddings=40960,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
@@ -78,17 +84,32 @@ def main():
         write_data(workdir, rows=args.steps * args.micro_batch)
         recipe = yaml.safe_load((REPO / "recipes" / "tiny_cpu.yaml").read_text())
         recipe.update(
-            model_name_or_path=str(workdir / "model"), train_file=str(workdir / "train.parquet"), val_file=None,
-            total_batch_size=args.micro_batch, per_device_train_batch_size=args.micro_batch, max_steps=args.steps,
-            max_length=args.max_length, bf16=not args.tiny, eval_strategy="no", save_strategy="no", report_to="none",
-            logging_steps=args.steps, learning_rate=1e-5, skip_doctor=True,
+            model_name_or_path=str(workdir / "model"),
+            train_file=str(workdir / "train.parquet"),
+            val_file=None,
+            total_batch_size=args.micro_batch,
+            per_device_train_batch_size=args.micro_batch,
+            max_steps=args.steps,
+            max_length=args.max_length,
+            bf16=not args.tiny,
+            eval_strategy="no",
+            save_strategy="no",
+            report_to="none",
+            logging_steps=args.steps,
+            learning_rate=1e-5,
+            skip_doctor=True,
             attn_implementation="sdpa" if args.tiny else args.attn,
         )
         results = {}
-        for name, script in (("judge-sft", REPO / "judge_sft" / "run.py"), ("trl-defaults", REPO / "benchmarks" / "plain_trl_sft.py")):
+        for name, script in (
+            ("judge-sft", REPO / "judge_sft" / "run.py"),
+            ("trl-defaults", REPO / "benchmarks" / "plain_trl_sft.py"),
+        ):
             results[name] = run_and_measure(name, script, recipe, workdir)
     peak = PEAK_FLOPS[args.gpu]
-    print(f"model: {params / 1e6:.0f}M parameters; {args.steps} steps x micro batch {args.micro_batch}, max_length {args.max_length}")
+    print(
+        f"model: {params / 1e6:.0f}M parameters; {args.steps} steps x micro batch {args.micro_batch}, max_length {args.max_length}"
+    )
     print(f"{'':14}{'real tok/s':>12}{'MFU':>8}")
     for name, (seconds, real_tokens) in results.items():
         rate = real_tokens / seconds
@@ -100,13 +121,21 @@ def run_and_measure(name, script, recipe, workdir):
     """(seconds in the training loop as the Trainer reports it, real tokens trained on)."""
     recipe = {**recipe, "output_dir": str(workdir / name)}
     if name == "trl-defaults":
-        recipe = {k: v for k, v in recipe.items() if k not in ("total_batch_size", "sp_size", "cpu_offload", "skip_doctor")}
+        recipe = {
+            k: v for k, v in recipe.items() if k not in ("total_batch_size", "sp_size", "cpu_offload", "skip_doctor")
+        }
         recipe["padding_free"] = False
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, str(script), str(path)], cwd=REPO, text=True, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(path)],
+        cwd=REPO,
+        text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     if result.returncode:
         sys.exit(f"{name} failed:\n{result.stdout[-4000:]}")
     return parse_metric(result.stdout, "train_runtime"), real_token_count(recipe)
@@ -122,12 +151,17 @@ def real_token_count(recipe):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from judge_sft.chat_templates import training_chat_template
-    from judge_sft.tokenization import tokenize_dataset
+    from judge_sft.data.tokenization import tokenize_dataset
+    from judge_sft.train.chat_templates import training_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(recipe["model_name_or_path"])
-    rows, _ = tokenize_dataset(Dataset.from_parquet(recipe["train_file"]), tokenizer, training_chat_template(tokenizer),
-                               recipe["max_length"], "final")
+    rows, _ = tokenize_dataset(
+        Dataset.from_parquet(recipe["train_file"]),
+        tokenizer,
+        training_chat_template(tokenizer),
+        recipe["max_length"],
+        "final",
+    )
     return sum(len(ids) for ids in rows["input_ids"])  # the data is exactly steps x micro batch rows: all are used
 
 

@@ -18,30 +18,20 @@ import time
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml"
+from tiny_run import CONFIG, REPO, tiny_recipe
 
 
 def prepare(workdir, max_steps):
-    data = workdir / "data"
-    subprocess.run([sys.executable, "-m", "judge_sft.cli", "prepare-data", "--input",
-                    str(REPO / "judge_sft" / "data" / "helpsteer2_sample.jsonl"), "--output-dir", str(data)], check=True,
-                   stdout=subprocess.DEVNULL)
-    from judge_sft.tiny_model import build_tiny_model
-
-    model = build_tiny_model(workdir / "tiny")
-    recipe = yaml.safe_load((REPO / "recipes" / "tiny_cpu.yaml").read_text())
-    recipe.update(model_name_or_path=str(model), train_file=str(data / "train.parquet"), val_file=str(data / "val.parquet"),
-                  max_steps=max_steps, save_strategy="no", report_to="none", eval_steps=max_steps)
-    return recipe
+    return tiny_recipe(workdir, max_steps=max_steps, eval_steps=max_steps)
 
 
 def run(script, recipe, workdir, name):
     output_dir = workdir / name
     recipe = {**recipe, "output_dir": str(output_dir)}
     if script.name == "plain_trl_sft.py":  # plain TRL has no judge-sft keys beyond the ones its parser is given
-        recipe = {key: value for key, value in recipe.items() if key not in ("total_batch_size", "sp_size", "cpu_offload")}
+        recipe = {
+            key: value for key, value in recipe.items() if key not in ("total_batch_size", "sp_size", "cpu_offload")
+        }
         recipe["gradient_accumulation_steps"] = 2  # what judge-sft derives from total_batch_size 8 = 2 x dp 2 x 2
         recipe["ddp_backend"] = "gloo"  # judge-sft sets this on CPU hosts; without it every rank trains alone
     path = workdir / f"{name}.yaml"

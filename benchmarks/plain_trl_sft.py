@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 from trl.chat_template_utils import qwen3_training_chat_template
 
-from judge_sft.configs import JudgeArguments
+from judge_sft.train.arguments import JudgeArguments
 
 if __name__ == "__main__":
     script_args, training_args, model_args = TrlParser((JudgeArguments, SFTConfig, ModelConfig)).parse_args_and_config(

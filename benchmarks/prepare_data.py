@@ -53,18 +53,24 @@ def synthetic_prompt(rng: random.Random, vocabulary: list[str]) -> str:
     turns = [synthetic_text(rng, vocabulary, text_length(rng, 250))]
     if rng.random() < MULTI_TURN_SHARE:
         for _ in range(rng.choice([1, 1, 1, 2, 3])):
-            turns += [ASSISTANT, synthetic_text(rng, vocabulary, text_length(rng, 400)),
-                      USER, synthetic_text(rng, vocabulary, text_length(rng, 200))]
+            turns += [
+                ASSISTANT,
+                synthetic_text(rng, vocabulary, text_length(rng, 400)),
+                USER,
+                synthetic_text(rng, vocabulary, text_length(rng, 200)),
+            ]
     return "".join(turns)
 
 
 def write_input(path: Path, rows: int, rng: random.Random, vocabulary: list[str]) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as file:
-        for index in range(rows // 2):
+        for _ in range(rows // 2):
             prompt = synthetic_prompt(rng, vocabulary)
             for _ in range(2):  # two rated responses per prompt, as in HelpSteer2
-                scores = {name: rng.randint(0, 4) for name in
-                          ("helpfulness", "correctness", "coherence", "complexity", "verbosity")}
+                scores = {
+                    name: rng.randint(0, 4)
+                    for name in ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+                }
                 scores["correctness"] = rng.choice([4, 4, 4, 3, 2, 1])
                 response = synthetic_text(rng, vocabulary, text_length(rng, 560))
                 file.write(json.dumps({"prompt": prompt, "response": response, **scores}) + "\n")
@@ -73,7 +79,9 @@ def write_input(path: Path, rows: int, rng: random.Random, vocabulary: list[str]
 def generate(directory: Path) -> list[Path]:
     rng = random.Random(0)
     letters = "etaoinshrdlcumwfgypbvkxjqz"
-    vocabulary = ["".join(rng.choices(letters, weights=range(26, 0, -1), k=rng.randint(2, 9))) for _ in range(VOCABULARY_SIZE)]
+    vocabulary = [
+        "".join(rng.choices(letters, weights=range(26, 0, -1), k=rng.randint(2, 9))) for _ in range(VOCABULARY_SIZE)
+    ]
     paths = [directory / "train.jsonl.gz", directory / "validation.jsonl.gz"]
     for path, rows in zip(paths, (TRAIN_ROWS, VAL_ROWS)):
         write_input(path, rows, rng, vocabulary)
@@ -102,12 +110,21 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         inputs = generate(work)
         size = sum(path.stat().st_size for path in inputs)
-        print(f"input: {TRAIN_ROWS + VAL_ROWS:,} rows, {size / 1e6:.1f} MB gzipped ({', '.join(p.name for p in inputs)})")
+        print(
+            f"input: {TRAIN_ROWS + VAL_ROWS:,} rows, {size / 1e6:.1f} MB gzipped ({', '.join(p.name for p in inputs)})"
+        )
         commands = {
             "baseline (pyarrow read+filter+write)": [sys.executable, "-c", BASELINE]
             + [str(part) for path in inputs for part in (path, work / f"baseline_{path.name}.parquet")],
-            "judge-sft prepare-data": [sys.executable, "-m", "judge_sft.cli", "prepare-data", "--overwrite",
-                                       "--output-dir", str(work / "prepared")]
+            "judge-sft prepare-data": [
+                sys.executable,
+                "-m",
+                "judge_sft.cli",
+                "prepare-data",
+                "--overwrite",
+                "--output-dir",
+                str(work / "prepared"),
+            ]
             + [part for path in inputs for part in ("--input", str(path))],
         }
         results = {name: [] for name in commands}
@@ -120,8 +137,14 @@ def main() -> int:
 
 def report(results: dict) -> None:
     # Median wall and CPU time (CPU time is steadier on a shared machine), largest peak RSS over the repeats.
-    rows = {name: (statistics.median(run[0] for run in runs), statistics.median(run[1] for run in runs),
-                   max(run[2] for run in runs)) for name, runs in results.items()}
+    rows = {
+        name: (
+            statistics.median(run[0] for run in runs),
+            statistics.median(run[1] for run in runs),
+            max(run[2] for run in runs),
+        )
+        for name, runs in results.items()
+    }
     (base_wall, base_cpu, base_peak), (wall, cpu, peak) = rows.values()
     width = max(map(len, rows))
     print(f"{'':<{width}}  {'wall':>7}  {'cpu':>7}  {'peak RSS':>8}")

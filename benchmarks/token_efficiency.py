@@ -13,7 +13,7 @@ each micro batch; computed tokens are the elements of the input_ids it returns, 
   without use_remove_padding).
 - ours: padding_free=True (`padding_free: true`, the cookbook's use_remove_padding), rows concatenated.
 - ours + sequence parallel (--sp-size): under Ulysses each micro batch must be a multiple of sp_size long.
-  judge_sft/sequence_parallel.py (SPBatches) also pads the micro batches of one SP group to the longest of them
+  judge_sft/train/sequence_parallel.py (SPBatches) also pads the micro batches of one SP group to the longest of them
   (gloo gathers equal sizes only); both are counted, with and without that group padding.
 
 Target: ours >= 0.99.
@@ -62,8 +62,10 @@ def conversation(rng):
     prompt_chars = length(rng, PROMPT_MEAN_CHARS, PROMPT_SIGMA)
     turns = 1 + 2 * rng.choice([1, 1, 1, 2, 3]) if rng.random() < MULTI_TURN_SHARE else 1  # user/assistant/.../user
     shares = [rng.random() + 0.2 for _ in range(turns)]
-    messages = [{"role": ("user", "assistant")[index % 2], "content": text(rng, int(prompt_chars * share / sum(shares)))}
-                for index, share in enumerate(shares)]
+    messages = [
+        {"role": ("user", "assistant")[index % 2], "content": text(rng, int(prompt_chars * share / sum(shares)))}
+        for index, share in enumerate(shares)
+    ]
     messages.append({"role": "assistant", "content": text(rng, length(rng, RESPONSE_MEAN_CHARS, RESPONSE_SIGMA))})
     return messages, prompt_chars, turns > 1
 
@@ -71,9 +73,9 @@ def conversation(rng):
 def tokenized_rows(count, max_length, seed):
     from transformers import AutoTokenizer
 
-    from judge_sft.chat_templates import training_chat_template
+    from judge_sft.data.tokenization import tokenize_messages
     from judge_sft.tiny_model import qwen3_tokenizer_dir
-    from judge_sft.tokenization import tokenize_messages
+    from judge_sft.train.chat_templates import training_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
     chat_template = training_chat_template(tokenizer)
@@ -89,8 +91,10 @@ def tokenized_rows(count, max_length, seed):
 
 
 def computed_tokens(micro_batches, collator):
-    return [collator([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in batch])["input_ids"].numel()
-            for batch in micro_batches]
+    return [
+        collator([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in batch])["input_ids"].numel()
+        for batch in micro_batches
+    ]
 
 
 def round_up(tokens, multiple):
@@ -103,9 +107,12 @@ def sequence_parallel_tokens(padding_free_tokens, sp_size, group_padding):
     group. Each is padded to a multiple of sp_size, and with group_padding to the longest of its group first."""
     total = 0
     for start in range(0, len(padding_free_tokens), sp_size):
-        group = padding_free_tokens[start:start + sp_size]
-        total += (len(group) * round_up(max(group), sp_size) if group_padding
-                  else sum(round_up(tokens, sp_size) for tokens in group))
+        group = padding_free_tokens[start : start + sp_size]
+        total += (
+            len(group) * round_up(max(group), sp_size)
+            if group_padding
+            else sum(round_up(tokens, sp_size) for tokens in group)
+        )
     return total
 
 
@@ -122,26 +129,36 @@ def main():
     start = time.perf_counter()
     rows, pad_token_id, prompt_chars, multi_turn = tokenized_rows(args.rows, args.max_length, args.seed)
     random.Random(args.seed + 1).shuffle(rows)  # the trainer's random sampler
-    micro_batches = [rows[index:index + args.micro_batch_size] for index in range(0, len(rows), args.micro_batch_size)]
+    micro_batches = [
+        rows[index : index + args.micro_batch_size] for index in range(0, len(rows), args.micro_batch_size)
+    ]
     lengths = np.array([len(row["input_ids"]) for row in rows])
-    print(f"{len(rows):,} HelpSteer2-like rows ({multi_turn / len(rows):.0%} multi-turn, prompt chars mean "
-          f"{prompt_chars.mean():,.0f} p50 {np.median(prompt_chars):,.0f}), real Qwen3 tokenizer, max_length "
-          f"{args.max_length}: tokens per row mean {lengths.mean():,.0f} p50 {np.median(lengths):,.0f} "
-          f"p99 {np.percentile(lengths, 99):,.0f}, {np.mean([row['truncated'] for row in rows]):.1%} truncated "
-          f"({time.perf_counter() - start:.0f}s to tokenise)")
+    print(
+        f"{len(rows):,} HelpSteer2-like rows ({multi_turn / len(rows):.0%} multi-turn, prompt chars mean "
+        f"{prompt_chars.mean():,.0f} p50 {np.median(prompt_chars):,.0f}), real Qwen3 tokenizer, max_length "
+        f"{args.max_length}: tokens per row mean {lengths.mean():,.0f} p50 {np.median(lengths):,.0f} "
+        f"p99 {np.percentile(lengths, 99):,.0f}, {np.mean([row['truncated'] for row in rows]):.1%} truncated "
+        f"({time.perf_counter() - start:.0f}s to tokenise)"
+    )
 
     real = int(lengths.sum())
     padding_free = computed_tokens(micro_batches, DataCollatorForLanguageModeling(pad_token_id, padding_free=True))
     results = {
-        "padded (TRL collator, padding_free=False)":
-            sum(computed_tokens(micro_batches, DataCollatorForLanguageModeling(pad_token_id))),
-        "padded to max_length (pad_to_multiple_of=max_length)": sum(computed_tokens(
-            micro_batches, DataCollatorForLanguageModeling(pad_token_id, pad_to_multiple_of=args.max_length))),
+        "padded (TRL collator, padding_free=False)": sum(
+            computed_tokens(micro_batches, DataCollatorForLanguageModeling(pad_token_id))
+        ),
+        "padded to max_length (pad_to_multiple_of=max_length)": sum(
+            computed_tokens(
+                micro_batches, DataCollatorForLanguageModeling(pad_token_id, pad_to_multiple_of=args.max_length)
+            )
+        ),
         "ours: padding-free (TRL collator, padding_free=True)": sum(padding_free),
         f"ours + Ulysses sp_size {args.sp_size}, padded to the SP group's longest": sequence_parallel_tokens(
-            padding_free, args.sp_size, group_padding=True),
+            padding_free, args.sp_size, group_padding=True
+        ),
         f"ours + Ulysses sp_size {args.sp_size}, each padded to a multiple of {args.sp_size} only": sequence_parallel_tokens(
-            padding_free, args.sp_size, group_padding=False),
+            padding_free, args.sp_size, group_padding=False
+        ),
     }
     print(f"{len(micro_batches)} micro batches of {args.micro_batch_size} rows; real tokens {real:,}")
     width = max(map(len, results))

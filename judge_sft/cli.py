@@ -9,15 +9,33 @@ from judge_sft.errors import JudgeSFTError
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so `--help` stays fast.
 COMMANDS = {
-    "prepare-data": ("judge_sft.prepare_data", "HelpSteer2 (jsonl / jsonl.gz / parquet) -> train/val messages Parquet"),
-    "validate-data": ("judge_sft.validate_data", "check a messages Parquet file row by row"),
-    "recipe": ("judge_sft.recipe", "the cookbook's run parameters -> a commented YAML recipe for run.py"),
-    "inspect-data": ("judge_sft.inspect_data", "show token counts, truncation and the trained text of each row"),
-    "plot": ("judge_sft.plot", "train/val loss and lr against step, from a run's trainer_state.json, as a PNG"),
-    "push": ("judge_sft.hub", "push an output or checkpoint directory to the Hugging Face Hub, with its model card"),
-    "plan": ("judge_sft.plan", "per-GPU memory, steps and time of a recipe on N GPUs, with advice when it does not fit"),
-    "doctor": ("judge_sft.doctor", "check data, chat template, special tokens and truncation before training"),
-    "tiny-model": ("judge_sft.tiny_model", "write a tiny random-weight Qwen3 with the real Qwen3 tokenizer (demo, tests)"),
+    "prepare-data": (
+        "judge_sft.commands.prepare_data",
+        "HelpSteer2 (jsonl / jsonl.gz / parquet) -> train/val messages Parquet",
+    ),
+    "validate-data": ("judge_sft.commands.validate_data", "check a messages Parquet file row by row"),
+    "recipe": ("judge_sft.commands.recipe", "the cookbook's run parameters -> a commented YAML recipe for run.py"),
+    "inspect-data": (
+        "judge_sft.commands.inspect_data",
+        "show token counts, truncation and the trained text of each row",
+    ),
+    "plot": (
+        "judge_sft.commands.plot",
+        "train/val loss and lr against step, from a run's trainer_state.json, as a PNG",
+    ),
+    "push": (
+        "judge_sft.commands.push",
+        "push an output or checkpoint directory to the Hugging Face Hub, with its model card",
+    ),
+    "plan": (
+        "judge_sft.commands.plan",
+        "per-GPU memory, steps and time of a recipe on N GPUs, with advice when it does not fit",
+    ),
+    "doctor": ("judge_sft.commands.doctor", "check data, chat template, special tokens and truncation before training"),
+    "tiny-model": (
+        "judge_sft.commands.tiny_model",
+        "write a tiny random-weight Qwen3 with the real Qwen3 tokenizer (demo, tests)",
+    ),
 }
 
 

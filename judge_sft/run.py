@@ -13,43 +13,55 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 from trl import get_peft_config
 
-from judge_sft import sequence_parallel
-from judge_sft.chat_templates import recipe_tokenizer, training_chat_template
-from judge_sft.checkpoints import last_complete_checkpoint
-from judge_sft.configs import check_cpu_offload, launched_world_size, parse_recipe, plan_batch
-from judge_sft.data_format import resolve_train_on
-from judge_sft.doctor import check_before_training
+from judge_sft import patches
+from judge_sft.data.messages import open_messages, resolve_train_on
+from judge_sft.data.tokenization import tokenize_dataset
 from judge_sft.errors import JudgeSFTError
-from judge_sft.hub import apply_hub_defaults
-from judge_sft.recipe_io import save_recipe
-from judge_sft.tokenization import tokenize_dataset
-from judge_sft.trainer import JudgeSFTTrainer
+from judge_sft.hub.upload import apply_hub_defaults
+from judge_sft.planning.doctor import check_before_training
+from judge_sft.train import sequence_parallel
+from judge_sft.train.arguments import parse_recipe
+from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_template
+from judge_sft.train.checkpoints import last_complete_checkpoint
+from judge_sft.train.launch import check_cpu_offload, launched_world_size, plan_batch
+from judge_sft.train.saved_recipe import save_recipe
+from judge_sft.train.tiled_mlp import tile_mlp
+from judge_sft.train.trainer import JudgeSFTTrainer
 
 logger = logging.getLogger("judge_sft")
 
 
 def load_split(path, judge_args, training_args, tokenizer, chat_template):
     """A messages Parquet -> tokenised rows with labels, truncated at max_length (the same code as inspect-data)."""
-    if not os.path.exists(path):
-        raise JudgeSFTError(f"{path}: no such file")
+    open_messages(path, judge_args.messages_key)  # exists, is Parquet, has the column with the right type
     train_on = resolve_train_on(judge_args.train_on, path)
     with training_args.main_process_first(desc=f"tokenizing {path}"):
         rows = Dataset.from_parquet(path)
-        if judge_args.messages_key not in rows.column_names:
-            raise JudgeSFTError(f"{path}: no `{judge_args.messages_key}` column (columns: {', '.join(rows.column_names)})")
         dataset, dropped = tokenize_dataset(
-            rows, tokenizer, chat_template, training_args.max_length, train_on, judge_args.messages_key,
-            training_args.truncation_mode, training_args.dataset_num_proc,
+            rows,
+            tokenizer,
+            chat_template,
+            training_args.max_length,
+            train_on,
+            judge_args.messages_key,
+            training_args.truncation_mode,
+            training_args.dataset_num_proc,
         )
-    logger.info(f"{path}: {len(dataset)} rows, loss on {train_on} assistant message(s); "
-                f"{dropped} dropped (truncation at {training_args.max_length} cut every trained token)")
+    logger.info(
+        f"{path}: {len(dataset)} rows, loss on {train_on} assistant message(s); "
+        f"{dropped} dropped (truncation at {training_args.max_length} cut every trained token)"
+    )
     return dataset
 
 
 def configure_launch(judge_args, training_args, model_args):
     """What the recipe and the launch decide together, checked before anything loads."""
-    batch = plan_batch(judge_args.total_batch_size, training_args.per_device_train_batch_size,
-                       launched_world_size(), judge_args.sp_size)
+    batch = plan_batch(
+        judge_args.total_batch_size,
+        training_args.per_device_train_batch_size,
+        launched_world_size(),
+        judge_args.sp_size,
+    )
     training_args.gradient_accumulation_steps = batch.grad_accum
     logger.info(batch.describe())
     plugin = training_args.deepspeed_plugin
@@ -60,6 +72,7 @@ def configure_launch(judge_args, training_args, model_args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    patches.install()
     judge_args, training_args, model_args = parse_recipe(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
@@ -75,8 +88,11 @@ def main(argv=None):
     tokenizer.chat_template = training_chat_template(tokenizer)
 
     train_dataset = load_split(judge_args.train_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
-    eval_dataset = (load_split(judge_args.val_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
-                    if judge_args.val_file else None)
+    eval_dataset = (
+        load_split(judge_args.val_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
+        if judge_args.val_file
+        else None
+    )
     # Rows are already truncated at max_length by tokenize_dataset; TRL refuses max_length with padding_free.
     training_args.max_length = None
 
@@ -87,7 +103,7 @@ def main(argv=None):
         attn_implementation=model_args.attn_implementation,
     )
     if judge_args.tiled_mlp:
-        sequence_parallel.tile_mlp(model)
+        tile_mlp(model)
 
     trainer = JudgeSFTTrainer(
         model=model,

@@ -1,4 +1,4 @@
-"""`judge-sft tiny-model DIR`: a random-weight Qwen3-architecture model with the real Qwen3 tokenizer, built offline.
+"""A random-weight Qwen3-architecture model with the real Qwen3 tokenizer, built offline (`judge-sft tiny-model`).
 
 The demo and the tests train it on CPU in seconds; nothing is downloaded.
 """
@@ -42,17 +42,3 @@ def build_tiny_model(output_dir, hidden_size=64, num_layers=2, num_heads=4, num_
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
-
-
-def add_arguments(parser):
-    parser.add_argument("output_dir", help="where to write the model and tokenizer")
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--num-layers", type=int, default=2)
-    parser.add_argument("--num-heads", type=int, default=4)
-    parser.add_argument("--num-kv-heads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def main(args):
-    build_tiny_model(args.output_dir, args.hidden_size, args.num_layers, args.num_heads, args.num_kv_heads, args.seed)
-    print(f"tiny Qwen3 model written to {args.output_dir}")

@@ -48,8 +48,17 @@ MULTI_TURN = [
 def conversation(index, turns):
     messages = []
     for turn in range(turns):
-        messages.append({"role": "user", "content": f"Question {index}.{turn}: is {index} + {turn} even?" + " why" * (index % 7)})
-        messages.append({"role": "assistant", "content": f"Answer {index}.{turn}: " + ("yes" if (index + turn) % 2 == 0 else "no") + " because" * (index % 5)})
+        messages.append(
+            {"role": "user", "content": f"Question {index}.{turn}: is {index} + {turn} even?" + " why" * (index % 7)}
+        )
+        messages.append(
+            {
+                "role": "assistant",
+                "content": f"Answer {index}.{turn}: "
+                + ("yes" if (index + turn) % 2 == 0 else "no")
+                + " because" * (index % 5),
+            }
+        )
     return messages
 
 
@@ -66,7 +75,9 @@ def small_data(tmp_path):
     """40 train / 8 val conversations of 1-3 turns, as prepare-data would write them (loss on the final answer)."""
     rows = [conversation(i, 1 + i % 3) for i in range(48)]
     metadata = {b"judge_sft.train_on": b"final"}
-    return write_messages(tmp_path / "train.parquet", rows[:40], metadata), write_messages(tmp_path / "val.parquet", rows[40:], metadata)
+    return write_messages(tmp_path / "train.parquet", rows[:40], metadata), write_messages(
+        tmp_path / "val.parquet", rows[40:], metadata
+    )
 
 
 def tiny_recipe(tmp_path, model_dir, train_file, val_file=None, **overrides):
@@ -88,14 +99,26 @@ def free_port():
 
 def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=600, check=True, env=None):
     """Run the real launch command and return the CompletedProcess (stdout+stderr in .stdout)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-               "--main_process_port", str(free_port())]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--main_process_port",
+        str(free_port()),
+    ]
     if num_processes:
         command += ["--num_processes", str(num_processes)]
     command += [str(REPO / "judge_sft" / "run.py"), str(recipe), *map(str, overrides)]
     result = subprocess.run(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, cwd=REPO,
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
     )
     Path(recipe).with_suffix(".log").write_text(result.stdout)  # the whole output, for a failing test's reader
     if check and result.returncode != 0:

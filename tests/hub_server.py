@@ -32,7 +32,9 @@ import yaml
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".png", ".parquet", ".zip", ".gz", ".npy", ".h5", ".msgpack")
 REGULAR_SIZE_LIMIT = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES)
-REPO_API = re.compile(r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/(?P<verb>preupload|commit|branch|revision)/(?P<rev>.+)$")
+REPO_API = re.compile(
+    r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/(?P<verb>preupload|commit|branch|revision)/(?P<rev>.+)$"
+)
 LFS_BATCH = re.compile(r"^/(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$")
 LFS_OBJECT = re.compile(r"^/lfs-objects/(?P<oid>[0-9a-f]{64})$")
 
@@ -172,14 +174,21 @@ class FakeHub:
                 raise HubError(400, f"unknown commit operation {item['key']}")
         with self.lock:
             commit = self._apply(repo, branch, header["summary"], changes)
-        return {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{commit.oid}", "commitOid": commit.oid,
-                "pullRequestUrl": None}
+        return {
+            "commitUrl": f"{self.url}/{repo.repo_id}/commit/{commit.oid}",
+            "commitOid": commit.oid,
+            "pullRequestUrl": None,
+        }
 
     def repo_info(self, repo, branch):
         files = self._branch(repo, branch)
         head = next(commit.oid for commit in reversed(repo.commits) if commit.branch == branch)
-        return {"id": repo.repo_id, "sha": head, "private": repo.private,
-                "siblings": [{"rfilename": path} for path in sorted(files)]}
+        return {
+            "id": repo.repo_id,
+            "sha": head,
+            "private": repo.private,
+            "siblings": [{"rfilename": path} for path in sorted(files)],
+        }
 
     def _branch(self, repo, branch):
         if branch not in repo.branches:

@@ -1,11 +1,11 @@
 """Recipe parsing: TRL's parser, plus misspelt keys named with a suggestion and the derived gradient accumulation."""
 
 import pytest
-
-from judge_sft.configs import parse_recipe, plan_batch
-from judge_sft.errors import JudgeSFTError
-
 from conftest import REPO
+
+from judge_sft.errors import JudgeSFTError
+from judge_sft.train.arguments import parse_recipe
+from judge_sft.train.launch import plan_batch
 
 
 def write_recipe(tmp_path, text):
@@ -20,26 +20,32 @@ BASE = "model_name_or_path: some/model\ntrain_file: train.parquet\noutput_dir: {
 def test_recipe_and_command_line_overrides(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     recipe = write_recipe(tmp_path, BASE.format(out=tmp_path) + "learning_rate: 1.0e-5\nsp_size: 1\n")
-    judge_args, training_args, model_args = parse_recipe([recipe, "--learning_rate", "3e-4", "--total_batch_size", "16"])
+    judge_args, training_args, model_args = parse_recipe(
+        [recipe, "--learning_rate", "3e-4", "--total_batch_size", "16"]
+    )
     assert training_args.learning_rate == 3e-4 and judge_args.total_batch_size == 16
     assert model_args.model_name_or_path == "some/model" and judge_args.train_file == "train.parquet"
 
 
 def test_misspelt_recipe_key_is_named_with_the_closest_valid_key(tmp_path):
     recipe = write_recipe(tmp_path, BASE.format(out=tmp_path) + "learnig_rate: 1.0e-5\n")
-    with pytest.raises(JudgeSFTError, match=r"recipe.yaml: unknown recipe key `learnig_rate`; did you mean `learning_rate`\?"):
+    with pytest.raises(
+        JudgeSFTError, match=r"recipe.yaml: unknown recipe key `learnig_rate`; did you mean `learning_rate`\?"
+    ):
         parse_recipe([recipe])
 
 
 def test_misspelt_command_line_key_is_named_with_the_closest_valid_key(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     recipe = write_recipe(tmp_path, BASE.format(out=tmp_path))
-    with pytest.raises(JudgeSFTError, match=r"command line: unknown recipe key `total_batch_sise`; did you mean `total_batch_size`\?"):
+    with pytest.raises(
+        JudgeSFTError, match=r"command line: unknown recipe key `total_batch_sise`; did you mean `total_batch_size`\?"
+    ):
         parse_recipe([recipe, "--total_batch_sise", "8"])
 
 
 def test_shipped_recipes_hold_only_valid_keys():
-    from judge_sft.configs import check_recipe_keys
+    from judge_sft.train.arguments import check_recipe_keys
 
     for recipe in sorted((REPO / "recipes").glob("*.yaml")):
         assert check_recipe_keys(recipe), recipe
@@ -54,16 +60,21 @@ def test_cookbook_batch_arithmetic():
 
 
 def test_batch_arithmetic_that_does_not_divide_shows_the_arithmetic():
-    with pytest.raises(JudgeSFTError, match=r"total_batch_size 96 is not a multiple of .* 12 x dp 3 .* = 36; gradient accumulation would be 2.66667"):
+    with pytest.raises(
+        JudgeSFTError,
+        match=r"total_batch_size 96 is not a multiple of .* 12 x dp 3 .* = 36; gradient accumulation would be 2.66667",
+    ):
         plan_batch(96, 12, world_size=24, sp_size=8)
     with pytest.raises(JudgeSFTError, match="world size 12 is not divisible by sp_size 8"):
         plan_batch(96, 12, world_size=12, sp_size=8)
 
 
 def test_cpu_offload_must_match_the_launched_deepspeed_config():
-    from judge_sft.configs import check_cpu_offload
+    from judge_sft.train.launch import check_cpu_offload
 
-    offloaded = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"}}}
+    offloaded = {
+        "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"}}
+    }
     on_gpu = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "none"}}}
     check_cpu_offload(True, offloaded)
     check_cpu_offload(False, on_gpu)

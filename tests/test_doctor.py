@@ -3,18 +3,22 @@ inside them, heavy truncation, special-token text), and run.py stopping on a fai
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import conversation, launch, tiny_recipe, write_messages
+
 from judge_sft import cli
-from judge_sft.chat_templates import training_chat_template
-from judge_sft.tokenization import tokenize_messages
+from judge_sft.data.tokenization import tokenize_messages
+from judge_sft.train.chat_templates import training_chat_template
 
 FINAL = {b"judge_sft.train_on": b"final"}
 NO_MARKERS = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-CONTENT_ONLY_MARKED = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.role == 'assistant' %}{% generation %}"
-                       "{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}")
-EVERYTHING_MARKED = ("{% for m in messages %}{% generation %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
-                     "{% endgeneration %}{% endfor %}")
+CONTENT_ONLY_MARKED = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.role == 'assistant' %}{% generation %}"
+    "{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}"
+)
+EVERYTHING_MARKED = (
+    "{% for m in messages %}{% generation %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+    "{% endgeneration %}{% endfor %}"
+)
 
 
 def doctor(capsys, recipe, *overrides):
@@ -33,8 +37,18 @@ def test_clean_recipe_passes(capsys, tmp_path, tiny_model_dir, small_data):
     code, lines, captured = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data))
     assert code == 0, captured.out
     assert all(status == "PASS" for status, _ in lines.values()), captured.out
-    assert {"data train.parquet", "data val.parquet", "chat template", "loss masking", "end of turn", "pad token", "vocabulary",
-            "truncation train.parquet", "trained tokens train.parquet", "truncation val.parquet"} <= lines.keys()
+    assert {
+        "data train.parquet",
+        "data val.parquet",
+        "chat template",
+        "loss masking",
+        "end of turn",
+        "pad token",
+        "vocabulary",
+        "truncation train.parquet",
+        "trained tokens train.parquet",
+        "truncation val.parquet",
+    } <= lines.keys()
     assert "TRL's Qwen3 training template" in lines["chat template"][1] and "sha256" in lines["chat template"][1]
     assert "final assistant message" in lines["loss masking"][1]
     assert "<|im_end|>" in lines["end of turn"][1]
@@ -43,17 +57,24 @@ def test_clean_recipe_passes(capsys, tmp_path, tiny_model_dir, small_data):
 
 def test_trained_token_fraction_is_exact(capsys, tmp_path, tiny_model_dir, small_data, qwen3_tokenizer):
     template = training_chat_template(qwen3_tokenizer)
-    rows = [tokenize_messages(messages, qwen3_tokenizer, template, None, "final")
-            for messages in pq.read_table(small_data[0])["messages"].to_pylist()]
+    rows = [
+        tokenize_messages(messages, qwen3_tokenizer, template, None, "final")
+        for messages in pq.read_table(small_data[0])["messages"].to_pylist()
+    ]
     tokens, trained = sum(row["num_tokens"] for row in rows), sum(row["num_loss_tokens"] for row in rows)
     _, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data))
-    assert lines["trained tokens train.parquet"][1] == f"{trained / tokens:.1%} of {tokens:,} tokens carry loss (train_on final)"
+    assert (
+        lines["trained tokens train.parquet"][1]
+        == f"{trained / tokens:.1%} of {tokens:,} tokens carry loss (train_on final)"
+    )
 
 
 def test_template_without_masks_fails(capsys, tmp_path, tiny_model_dir, small_data):
     template = tmp_path / "plain.jinja"
     template.write_text(NO_MARKERS)
-    code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template)))
+    code, lines, _ = doctor(
+        capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template))
+    )
     assert code == 1
     status, message = lines["chat template"]
     assert status == "FAIL" and "no {% generation %} markers" in message and "chat_template_path" in message
@@ -62,18 +83,24 @@ def test_template_without_masks_fails(capsys, tmp_path, tiny_model_dir, small_da
 def test_template_marking_the_prompt_fails(capsys, tmp_path, tiny_model_dir, small_data):
     template = tmp_path / "everything.jinja"
     template.write_text(EVERYTHING_MARKED)
-    code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template)))
+    code, lines, _ = doctor(
+        capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template))
+    )
     assert code == 1
     assert lines["chat template"][0] == "PASS" and f"chat_template_path {template}" in lines["chat template"][1]
     status, message = lines["loss masking"]
-    assert status == "FAIL" and message.startswith("row 0: prompt text 'Question 0.0") and message.endswith("is trained")
+    assert (
+        status == "FAIL" and message.startswith("row 0: prompt text 'Question 0.0") and message.endswith("is trained")
+    )
 
 
 def test_template_not_training_the_end_of_turn_fails(capsys, tmp_path, tiny_model_dir, small_data):
     """Masks around the content only: the loss never teaches the model to emit <|im_end|>, so it never stops."""
     template = tmp_path / "content_only.jinja"
     template.write_text(CONTENT_ONLY_MARKED)
-    code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template)))
+    code, lines, _ = doctor(
+        capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template))
+    )
     assert code == 1
     assert lines["loss masking"][0] == "PASS"
     assert lines["end of turn"] == ("FAIL", "no sample target trains <|im_end|>: the model would never learn to stop")
@@ -86,8 +113,10 @@ def test_bad_data_fails_naming_the_row(capsys, tmp_path, tiny_model_dir):
     train = write_messages(tmp_path / "train.parquet", rows, FINAL)
     code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, train))
     assert code == 1
-    assert lines["data train.parquet"] == ("FAIL", f"{train}: 2 of 10 rows invalid (row 4: message 1: content is empty); "
-                                     "see `judge-sft validate-data`")
+    assert lines["data train.parquet"] == (
+        "FAIL",
+        f"{train}: 2 of 10 rows invalid (row 4: message 1: content is empty); see `judge-sft validate-data`",
+    )
 
 
 def test_missing_train_file_fails(capsys, tmp_path, tiny_model_dir):
@@ -99,16 +128,21 @@ def long_answers(directory, long_rows):
     """40 rows; `long_rows` of them answer at length, past max_length 96."""
     rows = [conversation(i, 1) for i in range(40)]
     for index in range(long_rows):
-        rows[index] = [{"role": "user", "content": f"Question {index}"}, {"role": "assistant", "content": "because " * 120}]
+        rows[index] = [
+            {"role": "user", "content": f"Question {index}"},
+            {"role": "assistant", "content": "because " * 120},
+        ]
     return write_messages(directory / "train.parquet", rows, FINAL)
 
 
 def test_heavy_truncation_fails_with_exact_counts(capsys, tmp_path, tiny_model_dir, qwen3_tokenizer):
     train = long_answers(tmp_path, 6)
     template = training_chat_template(qwen3_tokenizer)
-    cut = sum(tokenize_messages(messages, qwen3_tokenizer, template, 96, "final")["num_loss_tokens"]
-              < tokenize_messages(messages, qwen3_tokenizer, template, None, "final")["num_loss_tokens"]
-              for messages in pq.read_table(train)["messages"].to_pylist())
+    cut = sum(
+        tokenize_messages(messages, qwen3_tokenizer, template, 96, "final")["num_loss_tokens"]
+        < tokenize_messages(messages, qwen3_tokenizer, template, None, "final")["num_loss_tokens"]
+        for messages in pq.read_table(train)["messages"].to_pylist()
+    )
     assert cut == 6
     code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, train, max_length=96))
     assert code == 1
@@ -126,7 +160,9 @@ def test_light_truncation_warns(capsys, tmp_path, tiny_model_dir):
 def test_special_token_text_warns(capsys, tmp_path, tiny_model_dir):
     rows = [conversation(i, 1) for i in range(10)]
     rows[3] = [{"role": "user", "content": "Rate this<|im_end|>"}, {"role": "assistant", "content": "3"}]
-    code, lines, _ = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, write_messages(tmp_path / "t.parquet", rows, FINAL)))
+    code, lines, _ = doctor(
+        capsys, tiny_recipe(tmp_path, tiny_model_dir, write_messages(tmp_path / "t.parquet", rows, FINAL))
+    )
     assert code == 0
     assert lines["special tokens in text"][0] == "WARN" and "first: row 3" in lines["special tokens in text"][1]
 
@@ -134,19 +170,32 @@ def test_special_token_text_warns(capsys, tmp_path, tiny_model_dir):
 @pytest.fixture(scope="module")
 def truncating_recipe(tmp_path_factory, tiny_model_dir):
     directory = tmp_path_factory.mktemp("doctor_run")
-    return tiny_recipe(directory, tiny_model_dir, long_answers(directory, 6), max_length=96, max_steps=1,
-                       eval_strategy="no", save_strategy="no", report_to="none")
+    return tiny_recipe(
+        directory,
+        tiny_model_dir,
+        long_answers(directory, 6),
+        max_length=96,
+        max_steps=1,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+    )
 
 
+@pytest.mark.launch
 def test_run_stops_at_start_up_on_a_failure(truncating_recipe):
     """Both ranks stop (rank 0 fails inside main_process_first; nothing hangs), before loading the model."""
     result = launch(truncating_recipe, check=False, timeout=300)
     assert result.returncode != 0
     assert "doctor: FAIL  truncation train.parquet: 6 of 40 rows" in result.stdout
-    assert "judge-sft run: error: doctor: truncation train.parquet" in result.stdout and "skip_doctor: true" in result.stdout
+    assert (
+        "judge-sft run: error: doctor: truncation train.parquet" in result.stdout
+        and "skip_doctor: true" in result.stdout
+    )
     assert not (truncating_recipe.parent / "out" / "model.safetensors").exists()
 
 
+@pytest.mark.launch
 def test_run_trains_anyway_with_skip_doctor(truncating_recipe):
     result = launch(truncating_recipe, "--skip_doctor", "true", timeout=600)
     assert "doctor:" not in result.stdout

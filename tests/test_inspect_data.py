@@ -3,11 +3,12 @@
 import json
 
 import pytest
+from conftest import MULTI_TURN as MULTI
+from conftest import SINGLE_TURN as SINGLE
+from conftest import write_messages
 
 from judge_sft.cli import main
 from judge_sft.tiny_model import qwen3_tokenizer_dir
-
-from conftest import MULTI_TURN as MULTI, SINGLE_TURN as SINGLE, write_messages
 
 LONG_ANSWER = [{"role": "user", "content": "Count."}, {"role": "assistant", "content": "one" + " two" * 200}]
 LONG_PROMPT = [{"role": "user", "content": "Read" + " this" * 200}, {"role": "assistant", "content": "Done."}]
@@ -29,8 +30,17 @@ def data(tmp_path_factory):
 
 
 def inspect(capsys, path, *flags):
-    status = main(["inspect-data", str(path), "--tokenizer", str(qwen3_tokenizer_dir()), "--max-length", str(MAX_LENGTH),
-                   *map(str, flags)])
+    status = main(
+        [
+            "inspect-data",
+            str(path),
+            "--tokenizer",
+            str(qwen3_tokenizer_dir()),
+            "--max-length",
+            str(MAX_LENGTH),
+            *map(str, flags),
+        ]
+    )
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -48,12 +58,24 @@ def count(tokenizer, text):
 def test_single_and_multi_turn_trained_text_with_the_files_train_on(capsys, data, qwen3_tokenizer):
     rows, _ = inspect_json(capsys, data[0])
     single, multi = rows[0], rows[1]
-    assert single == {"row": 0, "num_tokens": count(qwen3_tokenizer, PROMPT + YES), "num_loss_tokens":
-                      count(qwen3_tokenizer, YES), "truncated": False, "dropped": False, "loss_text": YES}
+    assert single == {
+        "row": 0,
+        "num_tokens": count(qwen3_tokenizer, PROMPT + YES),
+        "num_loss_tokens": count(qwen3_tokenizer, YES),
+        "truncated": False,
+        "dropped": False,
+        "loss_text": YES,
+    }
     # prepare-data recorded train_on=final: the earlier answer is context, only the last one is trained
     multi_text = PROMPT + YES + "<|im_start|>user\nAnd 9?<|im_end|>\n<|im_start|>assistant\n" + NO
-    assert multi == {"row": 1, "num_tokens": count(qwen3_tokenizer, multi_text), "num_loss_tokens":
-                     count(qwen3_tokenizer, NO), "truncated": False, "dropped": False, "loss_text": NO}
+    assert multi == {
+        "row": 1,
+        "num_tokens": count(qwen3_tokenizer, multi_text),
+        "num_loss_tokens": count(qwen3_tokenizer, NO),
+        "truncated": False,
+        "dropped": False,
+        "loss_text": NO,
+    }
 
 
 @pytest.mark.parametrize("file_index, flags", [(0, ["--train-on", "all"]), (1, [])])
@@ -66,13 +88,22 @@ def test_truncation_is_reported_and_cuts_the_trained_text_on_the_right(capsys, d
     rows, summary = inspect_json(capsys, data[0])
     long_answer, long_prompt = rows[2], rows[3]
     prompt_tokens = count(qwen3_tokenizer, "<|im_start|>user\nCount.<|im_end|>\n<|im_start|>assistant\n")
-    assert (long_answer["truncated"], long_answer["num_tokens"], long_answer["num_loss_tokens"], long_answer["dropped"]) \
-        == (True, MAX_LENGTH, MAX_LENGTH - prompt_tokens, False)
+    assert (
+        long_answer["truncated"],
+        long_answer["num_tokens"],
+        long_answer["num_loss_tokens"],
+        long_answer["dropped"],
+    ) == (True, MAX_LENGTH, MAX_LENGTH - prompt_tokens, False)
     assert long_answer["loss_text"].startswith("<think>\n\n</think>\n\none two two")
     assert long_answer["loss_text"].endswith(" two")  # cut mid-answer: no <|im_end|>
     # a prompt longer than max_length leaves nothing to train on: training drops the row
-    assert (long_prompt["truncated"], long_prompt["num_tokens"], long_prompt["num_loss_tokens"], long_prompt["dropped"],
-            long_prompt["loss_text"]) == (True, MAX_LENGTH, 0, True, "")
+    assert (
+        long_prompt["truncated"],
+        long_prompt["num_tokens"],
+        long_prompt["num_loss_tokens"],
+        long_prompt["dropped"],
+        long_prompt["loss_text"],
+    ) == (True, MAX_LENGTH, 0, True, "")
     assert "truncated: 2 of 4 rows (50.0%)" in summary.splitlines()
     assert "dropped (truncation left no trained token): 1" in summary.splitlines()
 
@@ -81,8 +112,10 @@ def test_readable_rendering_brackets_the_trained_tokens_when_not_a_terminal(caps
     status, out, err = inspect(capsys, data[0], "--limit", "2")
     assert (status, err) == (0, "")
     blocks = out.split("=== ")
-    assert blocks[1] == f"row 0: {count(qwen3_tokenizer, PROMPT + YES)} tokens, {count(qwen3_tokenizer, YES)} trained, " \
-                        f"not truncated\n{PROMPT}[[{YES}]]\n"
+    assert (
+        blocks[1] == f"row 0: {count(qwen3_tokenizer, PROMPT + YES)} tokens, {count(qwen3_tokenizer, YES)} trained, "
+        f"not truncated\n{PROMPT}[[{YES}]]\n"
+    )
     assert blocks[2].count("[[") == 1 and f"assistant\n{YES}<|im_start|>user" in blocks[2] and f"[[{NO}]]" in blocks[2]
     summary = out.rsplit("]]\n", 1)[1].splitlines()
     assert summary[0] == f"2 rows, loss on final assistant message(s), max_length {MAX_LENGTH}"
@@ -96,9 +129,12 @@ def test_colour_highlights_the_trained_tokens(capsys, data):
     assert f"\033[1;32m{YES}\033[0m" in out and "[[" not in out
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--messages-key", "conversation"], "{path}: no `conversation` column (columns: messages)"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--messages-key", "conversation"], "{path}: no `conversation` column (columns: messages)"),
+    ],
+)
 def test_a_file_without_the_messages_column_is_a_one_line_error(capsys, data, flags, message):
     status, out, err = inspect(capsys, data[0], *flags)
     assert (status, out, err) == (1, "", f"judge-sft inspect-data: error: {message.format(path=data[0])}\n")
@@ -108,7 +144,12 @@ def test_a_missing_or_non_parquet_file_is_a_one_line_error(capsys, tmp_path):
     text_file = tmp_path / "rows.parquet"
     text_file.write_text("not parquet")
     assert inspect(capsys, tmp_path / "nope.parquet") == (
-        1, "", f"judge-sft inspect-data: error: {tmp_path / 'nope.parquet'}: no such file\n")
+        1,
+        "",
+        f"judge-sft inspect-data: error: {tmp_path / 'nope.parquet'}: no such file\n",
+    )
     status, out, err = inspect(capsys, text_file)
-    assert (status, out) == (1, "") and err.startswith(f"judge-sft inspect-data: error: {text_file}: not a readable Parquet")
+    assert (status, out) == (1, "") and err.startswith(
+        f"judge-sft inspect-data: error: {text_file}: not a readable Parquet"
+    )
     assert err.count("\n") == 1

@@ -11,15 +11,24 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from conftest import REPO, conversation, tiny_recipe, write_messages
 from datasets import Dataset
 
-from conftest import REPO, conversation, tiny_recipe, write_messages
 from judge_sft import cli
-from judge_sft.memory_model import GB, layer_activation_bytes_per_token, model_shape
+from judge_sft.planning.memory_model import GB, layer_activation_bytes_per_token, model_shape
 
 # Qwen3-32B's config.json, as released.
-QWEN3_32B = dict(hidden_size=5120, num_hidden_layers=64, num_attention_heads=64, num_key_value_heads=8, head_dim=128,
-                 intermediate_size=25600, vocab_size=151936, tie_word_embeddings=False, max_position_embeddings=40960)
+QWEN3_32B = dict(
+    hidden_size=5120,
+    num_hidden_layers=64,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    head_dim=128,
+    intermediate_size=25600,
+    vocab_size=151936,
+    tie_word_embeddings=False,
+    max_position_embeddings=40960,
+)
 QWEN3_14B = dict(QWEN3_32B, num_hidden_layers=40, num_attention_heads=40, intermediate_size=17408)
 
 
@@ -119,7 +128,11 @@ def test_tiny_model_states_agree_with_deepspeed_live(capsys, tmp_path, tiny_mode
     for cpu_offload in (False, True):
         result = plan(capsys, recipe, "--num-gpus", 2, "--cpu_offload", cpu_offload)
         cpu_bytes, gpu_bytes, _ = estimate_zero3_model_states_mem_needs(
-            total_params, largest_layer_params, num_gpus_per_node=2, cpu_offload=cpu_offload, cpu_offload_params=cpu_offload
+            total_params,
+            largest_layer_params,
+            num_gpus_per_node=2,
+            cpu_offload=cpu_offload,
+            cpu_offload_params=cpu_offload,
         )
         assert (result["params"], result["largest_layer_params"]) == (total_params, largest_layer_params)
         assert result["model_states_gb_per_gpu"] == pytest.approx(gpu_bytes / GB, rel=0.05)
@@ -151,15 +164,26 @@ def test_layer_activations_match_autograd_saved_tensors(architecture):
     on CPU, sdpa's flash kernel saves the same tensors."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
-    config_class, model_class = (Qwen3Config, Qwen3ForCausalLM) if architecture == "qwen3" else (LlamaConfig, LlamaForCausalLM)
-    config = config_class(vocab_size=512, hidden_size=96, intermediate_size=224, num_hidden_layers=2, num_attention_heads=6,
-                          num_key_value_heads=2, head_dim=16, attn_implementation="sdpa")
+    config_class, model_class = (
+        (Qwen3Config, Qwen3ForCausalLM) if architecture == "qwen3" else (LlamaConfig, LlamaForCausalLM)
+    )
+    config = config_class(
+        vocab_size=512,
+        hidden_size=96,
+        intermediate_size=224,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        head_dim=16,
+        attn_implementation="sdpa",
+    )
     model = model_class(config).to(torch.bfloat16).train()
     shape = model_shape(config)
     assert shape.qk_norm == (architecture == "qwen3")
     tokens = 128
-    measured = saved_activation_bytes(model.model.layers[0], config.hidden_size, tokens, model.model.rotary_emb,
-                                      list(model.parameters()))
+    measured = saved_activation_bytes(
+        model.model.layers[0], config.hidden_size, tokens, model.model.rotary_emb, list(model.parameters())
+    )
     assert measured == pytest.approx(layer_activation_bytes_per_token(shape, 2) * tokens, rel=0.02)
 
 
@@ -201,7 +225,10 @@ def test_advice_without_checkpointing(capsys, tmp_path, qwen3_32b_dir, plan_data
     by_key = {key: item for item in result["advice_detail"] for key in item["overrides"]}
     assert all(by_key[key]["fits"] for key in ("activation_checkpointing", "per_device_train_batch_size", "max_length"))
     micro_batch = by_key["per_device_train_batch_size"]["overrides"]["per_device_train_batch_size"]
-    assert f"gradient accumulation {96 // micro_batch} keeps the global batch of 96" in by_key["per_device_train_batch_size"]["text"]
+    assert (
+        f"gradient accumulation {96 // micro_batch} keeps the global batch of 96"
+        in by_key["per_device_train_batch_size"]["text"]
+    )
     assert "truncates 1 of 40 rows: 1 lose trained tokens, 1 lose all" in by_key["max_length"]["text"]  # the long row
     assert_advice_verdicts(capsys, recipe, result, ["--num-gpus", 8])
 
@@ -229,18 +256,46 @@ def test_recipes_fit_on_8_gpus_of_80_gb(capsys, tmp_path, qwen3_32b_dir):
     """recipes/qwen3_32b.yaml and qwen3_14b.yaml as shipped, on the machine they document."""
     qwen3_14b_dir = write_model_dir(tmp_path / "qwen3_14b", **QWEN3_14B)
     for name, model_dir in (("qwen3_32b", qwen3_32b_dir), ("qwen3_14b", qwen3_14b_dir)):
-        result = plan(capsys, REPO / "recipes" / f"{name}.yaml", "--num-gpus", 8, "--gpu-memory-gb", 80,
-                      "--model_name_or_path", model_dir)
+        result = plan(
+            capsys,
+            REPO / "recipes" / f"{name}.yaml",
+            "--num-gpus",
+            8,
+            "--gpu-memory-gb",
+            80,
+            "--model_name_or_path",
+            model_dir,
+        )
         assert result["fits"], name
         assert result["advice"] == []
-    assert plan(capsys, REPO / "recipes" / "qwen3_32b.yaml", "--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir,
-                "--cpu-memory-gb", 1024)["fits"]
+    assert plan(
+        capsys,
+        REPO / "recipes" / "qwen3_32b.yaml",
+        "--num-gpus",
+        8,
+        "--model_name_or_path",
+        qwen3_32b_dir,
+        "--cpu-memory-gb",
+        1024,
+    )["fits"]
 
 
 def test_json_has_the_documented_keys(capsys, tmp_path, qwen3_32b_dir):
     result = plan(capsys, cookbook_recipe(tmp_path, qwen3_32b_dir, tmp_path / "absent.parquet"), "--num-gpus", 8)
-    for key in ("world_size", "dp", "sp", "grad_accum", "params", "model_states_gb_per_gpu", "activations_gb_per_gpu",
-                "total_gb_per_gpu", "fits", "advice", "tokens_per_step", "epoch_hours_estimate"):
+    for key in (
+        "world_size",
+        "dp",
+        "sp",
+        "grad_accum",
+        "params",
+        "model_states_gb_per_gpu",
+        "activations_gb_per_gpu",
+        "total_gb_per_gpu",
+        "fits",
+        "advice",
+        "tokens_per_step",
+        "epoch_hours_estimate",
+    ):
         assert key in result
     assert (result["world_size"], result["dp"], result["sp"], result["grad_accum"]) == (8, 1, 8, 8)
     assert result["tokens_per_step"] == 96 * 4096
@@ -261,16 +316,17 @@ def test_steps_and_truncation_match_training_tokenisation(capsys, tmp_path, tiny
     tokenisation training runs (tokenize_dataset at the recipe's max_length)."""
     from transformers import AutoTokenizer
 
-    from judge_sft.chat_templates import training_chat_template
-    from judge_sft.tokenization import tokenize_dataset, tokenize_messages
+    from judge_sft.data.tokenization import tokenize_dataset, tokenize_messages
+    from judge_sft.train.chat_templates import training_chat_template
 
     train = long_row_data(tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     for max_length in (128, 1024):
         recipe = tiny_recipe(tmp_path, tiny_model_dir, train, max_length=max_length)
         result = plan(capsys, recipe, "--num-gpus", 2)
-        kept, dropped = tokenize_dataset(Dataset.from_parquet(str(train)), tokenizer, training_chat_template(tokenizer),
-                                         max_length, "final")
+        kept, dropped = tokenize_dataset(
+            Dataset.from_parquet(str(train)), tokenizer, training_chat_template(tokenizer), max_length, "final"
+        )
         assert result["train_rows"] == len(kept) and result["rows_dropped"] == dropped
         assert result["rows_truncated"] == sum(kept["truncated"]) + dropped
         assert result["mean_tokens_per_row"] == pytest.approx(sum(kept["num_tokens"]) / len(kept))
@@ -278,9 +334,19 @@ def test_steps_and_truncation_match_training_tokenisation(capsys, tmp_path, tiny
         assert result["steps_per_epoch"] == math.ceil(micro_batches_per_rank / 2)  # gradient accumulation 2
     assert (result["rows_truncated"], result["rows_dropped"]) == (0, 0)
     template = training_chat_template(tokenizer)
-    loss_tokens = lambda messages, max_length: tokenize_messages(messages, tokenizer, template, max_length, "final")["num_loss_tokens"]  # noqa: E731
-    cut = sum(loss_tokens(messages, 128) < loss_tokens(messages, None) for messages in pq.read_table(train)["messages"].to_pylist())
-    assert plan(capsys, tiny_recipe(tmp_path, tiny_model_dir, train, max_length=128), "--num-gpus", 2)["targets_cut"] == cut > 2
+
+    def loss_tokens(messages, max_length):
+        return tokenize_messages(messages, tokenizer, template, max_length, "final")["num_loss_tokens"]
+
+    cut = sum(
+        loss_tokens(messages, 128) < loss_tokens(messages, None)
+        for messages in pq.read_table(train)["messages"].to_pylist()
+    )
+    assert (
+        plan(capsys, tiny_recipe(tmp_path, tiny_model_dir, train, max_length=128), "--num-gpus", 2)["targets_cut"]
+        == cut
+        > 2
+    )
 
 
 def test_compute_estimate_scales_with_gpus_and_checkpointing(capsys, tmp_path, tiny_model_dir, small_data):
@@ -288,11 +354,14 @@ def test_compute_estimate_scales_with_gpus_and_checkpointing(capsys, tmp_path, t
     base = plan(capsys, recipe, "--num-gpus", 2)
     assert base["epoch_hours_estimate"] > 0
     assert plan(capsys, recipe, "--num-gpus", 4, "--total_batch_size", 16)["epoch_hours_estimate"] == pytest.approx(
-        base["epoch_hours_estimate"] / 2)
-    assert plan(capsys, recipe, "--num-gpus", 2, "--activation_checkpointing", "true")["epoch_hours_estimate"] == pytest.approx(
-        base["epoch_hours_estimate"] * 4 / 3)
+        base["epoch_hours_estimate"] / 2
+    )
+    assert plan(capsys, recipe, "--num-gpus", 2, "--activation_checkpointing", "true")[
+        "epoch_hours_estimate"
+    ] == pytest.approx(base["epoch_hours_estimate"] * 4 / 3)
     assert plan(capsys, recipe, "--num-gpus", 2, "--mfu", 0.7)["epoch_hours_estimate"] == pytest.approx(
-        base["epoch_hours_estimate"] / 2)
+        base["epoch_hours_estimate"] / 2
+    )
 
 
 def test_text_report_and_options_after_overrides(capsys, tmp_path, qwen3_32b_dir):
@@ -303,12 +372,18 @@ def test_text_report_and_options_after_overrides(capsys, tmp_path, qwen3_32b_dir
     assert "DOES NOT FIT" in out and "- cpu_offload true" in out
 
 
-@pytest.mark.parametrize("arguments,message", [
-    (["--num-gpus", "8", "--max_lenght", "2048"], "unknown recipe key `max_lenght`; did you mean `max_length`?"),
-    (["--num-gpus", "5"], "world size 5 is not divisible by sp_size 8"),
-    (["--max_length", "2048"], "--num-gpus N"),
-    (["--num-gpus", "8", "--model_name_or_path", "/nonexistent/model"], "/nonexistent/model: cannot read the model's config.json"),
-])
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--num-gpus", "8", "--max_lenght", "2048"], "unknown recipe key `max_lenght`; did you mean `max_length`?"),
+        (["--num-gpus", "5"], "world size 5 is not divisible by sp_size 8"),
+        (["--max_length", "2048"], "--num-gpus N"),
+        (
+            ["--num-gpus", "8", "--model_name_or_path", "/nonexistent/model"],
+            "/nonexistent/model: cannot read the model's config.json",
+        ),
+    ],
+)
 def test_errors_are_one_line(capsys, tmp_path, qwen3_32b_dir, arguments, message):
     recipe = cookbook_recipe(tmp_path, qwen3_32b_dir, tmp_path / "absent.parquet")
     assert cli.main(["plan", str(recipe), *arguments]) == 1
@@ -330,5 +405,6 @@ def test_host_ram_decides_the_offload_verdict(capsys, tmp_path, qwen3_32b_dir):
     assert not result["fits"] and result["total_gb_per_gpu"] < result["usable_gb_per_gpu"]
     nodes = next(item for item in result["advice_detail"] if "num_nodes" in item["overrides"])
     assert nodes["fits"] and nodes["overrides"]["num_nodes"] == 2
-    assert_advice_verdicts(capsys, recipe, result, ["--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir,
-                                                    "--cpu-memory-gb", 512])
+    assert_advice_verdicts(
+        capsys, recipe, result, ["--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir, "--cpu-memory-gb", 512]
+    )

@@ -7,7 +7,7 @@ import matplotlib.image
 import pytest
 
 from judge_sft.cli import main
-from judge_sft.plot import PLOT_NAME, curves, find_trainer_state, plot_losses
+from judge_sft.train.loss_curve import PLOT_NAME, curves, find_trainer_state, plot_losses
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -17,8 +17,9 @@ def log_history(steps=40, eval_every=10):
     history = []
     for step in range(1, steps + 1):
         lr = 1e-5 * min(step / 4, 0.5 * (1 + math.cos(math.pi * step / steps)))
-        history.append({"step": step, "epoch": step / steps, "loss": 2.0 * math.exp(-step / 15) + 0.5, "lr": lr,
-                        "grad_norm": 1.0})
+        history.append(
+            {"step": step, "epoch": step / steps, "loss": 2.0 * math.exp(-step / 15) + 0.5, "lr": lr, "grad_norm": 1.0}
+        )
         if step % eval_every == 0:
             history.append({"step": step, "epoch": step / steps, "eval_loss": 2.1 * math.exp(-step / 18) + 0.55})
     history.append({"step": steps, "train_loss": 1.0, "train_runtime": 12.0})
@@ -75,13 +76,19 @@ def test_without_a_top_level_state_the_newest_complete_checkpoint_is_read(tmp_pa
     assert plot_losses(run).read_bytes()[:8] == PNG_SIGNATURE
 
 
-@pytest.mark.parametrize("state, message", [
-    (None, "{run}: no trainer_state.json in it nor in a checkpoint-* folder"),
-    ("", "{run}/trainer_state.json: empty file"),
-    ("{not json", "{run}/trainer_state.json: not a trainer state (invalid JSON or not an object)"),
-    ('{"global_step": 0}', "{run}/trainer_state.json: not a trainer state (no log_history list)"),
-    ('{"log_history": [{"step": 1, "lr": 1e-5}]}', "{run}/trainer_state.json: log_history holds no `loss` or `eval_loss` yet"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        (None, "{run}: no trainer_state.json in it nor in a checkpoint-* folder"),
+        ("", "{run}/trainer_state.json: empty file"),
+        ("{not json", "{run}/trainer_state.json: not a trainer state (invalid JSON or not an object)"),
+        ('{"global_step": 0}', "{run}/trainer_state.json: not a trainer state (no log_history list)"),
+        (
+            '{"log_history": [{"step": 1, "lr": 1e-5}]}',
+            "{run}/trainer_state.json: log_history holds no `loss` or `eval_loss` yet",
+        ),
+    ],
+)
 def test_a_missing_or_unusable_state_is_a_one_line_error(tmp_path, capsys, state, message):
     run = tmp_path / "run"
     run.mkdir()
@@ -93,4 +100,8 @@ def test_a_missing_or_unusable_state_is_a_one_line_error(tmp_path, capsys, state
 
 
 def test_a_missing_output_dir_is_a_one_line_error(tmp_path, capsys):
-    assert run_plot(capsys, tmp_path / "nope") == (1, "", f"judge-sft plot: error: {tmp_path / 'nope'}: no such directory\n")
+    assert run_plot(capsys, tmp_path / "nope") == (
+        1,
+        "",
+        f"judge-sft plot: error: {tmp_path / 'nope'}: no such directory\n",
+    )

@@ -12,20 +12,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from judge_sft import prepare_data
 from judge_sft.cli import main
-from judge_sft.data_format import TRAIN_ON_METADATA_KEY, read_train_on
-from judge_sft.helpsteer2 import ASSISTANT_MARKER as A
-from judge_sft.helpsteer2 import USER_MARKER as U
-from judge_sft.helpsteer2 import MalformedTurns, split_turns
+from judge_sft.data import prepare as prepare_data
+from judge_sft.data.helpsteer2 import ASSISTANT_MARKER as A
+from judge_sft.data.helpsteer2 import USER_MARKER as U
+from judge_sft.data.helpsteer2 import MalformedTurns, split_turns
+from judge_sft.data.messages import TRAIN_ON_METADATA_KEY, read_train_on
 
-SAMPLE = Path(prepare_data.__file__).parent / "data" / "helpsteer2_sample.jsonl"
+SAMPLE = Path(prepare_data.__file__).parent / "helpsteer2_sample.jsonl"
 SCORES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
 
 def record(prompt, response, helpfulness=3, correctness=4, coherence=4, complexity=1, verbosity=1):
-    return {"prompt": prompt, "response": response, "helpfulness": helpfulness, "correctness": correctness,
-            "coherence": coherence, "complexity": complexity, "verbosity": verbosity}
+    return {
+        "prompt": prompt,
+        "response": response,
+        "helpfulness": helpfulness,
+        "correctness": correctness,
+        "coherence": coherence,
+        "complexity": complexity,
+        "verbosity": verbosity,
+    }
 
 
 def write_jsonl(path, records):
@@ -65,7 +72,9 @@ def stats(output_dir):
 
 
 def distinct_records(count, **scores):
-    return [record(f"Question {index}: what is {index} squared?", f"{index * index}.", **scores) for index in range(count)]
+    return [
+        record(f"Question {index}: what is {index} squared?", f"{index * index}.", **scores) for index in range(count)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- turn splitting
@@ -73,7 +82,9 @@ def distinct_records(count, **scores):
 
 def test_single_turn_prompt_is_one_user_message():
     assert split_turns("What is 2 + 2?", "4.") == [
-        {"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "4."},
+    ]
 
 
 def test_multi_turn_prompt_keeps_every_byte_of_odd_whitespace():
@@ -89,20 +100,29 @@ def test_multi_turn_prompt_keeps_every_byte_of_odd_whitespace():
 def test_three_user_turns():
     prompt = f"q1{A}a1{U}q2{A}a2{U}q3"
     assert [(m["role"], m["content"]) for m in split_turns(prompt, "a3")] == [
-        ("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2"), ("user", "q3"), ("assistant", "a3")]
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2"),
+        ("assistant", "a2"),
+        ("user", "q3"),
+        ("assistant", "a3"),
+    ]
 
 
-@pytest.mark.parametrize("prompt, response", [
-    (f"q1{U}q2", "a"),                            # a User marker where an Assistant one belongs
-    (f"q1{A}a1", "a2"),                           # the prompt ends on an assistant turn
-    (f"q1{A}a1{A}a2{U}q2", "a3"),                 # two assistant turns in a row
-    ("q1\r\n<extra_id_1>Assistant\r\na1", "a2"),  # a marker with other line breaks: never split, never kept as text
-    (f"q1{A}a1\n<extra_id_1>User q2", "a2"),      # a marker without its newline
-    ("q1", "a1\n<extra_id_1>User\nq2"),           # a marker inside the response
-    (f"q1{A} \n {U}q2", "a2"),                    # a blank assistant turn
-    (f"{A}a1{U}q2", "a2"),                        # an empty first user turn
-    ("q1", " \n"),                                # a blank response
-])
+@pytest.mark.parametrize(
+    "prompt, response",
+    [
+        (f"q1{U}q2", "a"),  # a User marker where an Assistant one belongs
+        (f"q1{A}a1", "a2"),  # the prompt ends on an assistant turn
+        (f"q1{A}a1{A}a2{U}q2", "a3"),  # two assistant turns in a row
+        ("q1\r\n<extra_id_1>Assistant\r\na1", "a2"),  # a marker with other line breaks: never split, never kept as text
+        (f"q1{A}a1\n<extra_id_1>User q2", "a2"),  # a marker without its newline
+        ("q1", "a1\n<extra_id_1>User\nq2"),  # a marker inside the response
+        (f"q1{A} \n {U}q2", "a2"),  # a blank assistant turn
+        (f"{A}a1{U}q2", "a2"),  # an empty first user turn
+        ("q1", " \n"),  # a blank response
+    ],
+)
 def test_malformed_turns_are_rejected(prompt, response):
     with pytest.raises(MalformedTurns):
         split_turns(prompt, response)
@@ -113,7 +133,8 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path):
     code, out = prepare(tmp_path, data, extra=["--val-fraction", "0"])
     assert code == 0
     assert [row["messages"] for row in read(out / "train.parquet")] == [
-        [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]]
+        [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]
+    ]
     assert stats(out)["dropped"]["malformed_turns"] == 2
 
 
@@ -122,7 +143,8 @@ def test_keep_malformed_keeps_the_whole_prompt_as_one_user_message(tmp_path):
     code, out = prepare(tmp_path, data, extra=["--val-fraction", "0", "--keep-malformed"])
     assert code == 0
     assert [row["messages"] for row in read(out / "train.parquet")] == [
-        [{"role": "user", "content": f"q1{U}q2"}, {"role": "assistant", "content": "a"}]]
+        [{"role": "user", "content": f"q1{U}q2"}, {"role": "assistant", "content": "a"}]
+    ]
     assert stats(out)["malformed_kept_as_one_turn"] == 1
     assert stats(out)["dropped"]["empty_text"] == 1  # a blank prompt is never kept
 
@@ -133,21 +155,30 @@ def test_keep_malformed_keeps_the_whole_prompt_as_one_user_message(tmp_path):
 @pytest.fixture
 def graded(tmp_path):
     """25 rows: every (correctness, helpfulness) pair in 0-4, verbosity = (correctness + helpfulness) % 5."""
-    records = [record(f"prompt {c}-{h}", f"response {c}-{h}", helpfulness=h, correctness=c, verbosity=(c + h) % 5)
-               for c in range(5) for h in range(5)]
+    records = [
+        record(f"prompt {c}-{h}", f"response {c}-{h}", helpfulness=h, correctness=c, verbosity=(c + h) % 5)
+        for c in range(5)
+        for h in range(5)
+    ]
     return write_jsonl(tmp_path / "graded.jsonl", records)
 
 
-@pytest.mark.parametrize("bounds, kept, dropped", [
-    ([], 5, {"correctness<4": 20}),
-    (["--min", "correctness=0"], 25, {}),
-    (["--min", "correctness=3"], 10, {"correctness<3": 15}),
-    # a row failing several bounds counts under the first, in attribute order: helpfulness before correctness
-    (["--min", "helpfulness=3"], 2, {"helpfulness<3": 15, "correctness<4": 8}),
-    (["--max", "verbosity=2"], 3, {"correctness<4": 20, "verbosity>2": 2}),
-    (["--min", "correctness=0", "--min", "helpfulness=3", "--max", "verbosity=2"], 6,
-     {"helpfulness<3": 15, "verbosity>2": 4}),
-])
+@pytest.mark.parametrize(
+    "bounds, kept, dropped",
+    [
+        ([], 5, {"correctness<4": 20}),
+        (["--min", "correctness=0"], 25, {}),
+        (["--min", "correctness=3"], 10, {"correctness<3": 15}),
+        # a row failing several bounds counts under the first, in attribute order: helpfulness before correctness
+        (["--min", "helpfulness=3"], 2, {"helpfulness<3": 15, "correctness<4": 8}),
+        (["--max", "verbosity=2"], 3, {"correctness<4": 20, "verbosity>2": 2}),
+        (
+            ["--min", "correctness=0", "--min", "helpfulness=3", "--max", "verbosity=2"],
+            6,
+            {"helpfulness<3": 15, "verbosity>2": 4},
+        ),
+    ],
+)
 def test_score_bounds_keep_exact_rows(tmp_path, graded, bounds, kept, dropped):
     code, out = prepare(tmp_path, graded, extra=["--val-fraction", "0", *bounds])
     assert code == 0
@@ -174,25 +205,37 @@ def test_bad_bound_is_a_usage_error(tmp_path, graded, bound):
 
 
 def test_exact_pairs_are_deduplicated_and_both_responses_kept(tmp_path):
-    data = write_jsonl(tmp_path / "data.jsonl", [
-        record("p", "first", helpfulness=2), record("p", "second", helpfulness=4),
-        record("p", "first", helpfulness=3),  # the same pair again (even rated differently): a duplicate
-        record("q", "only"),
-    ])
+    data = write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            record("p", "first", helpfulness=2),
+            record("p", "second", helpfulness=4),
+            record("p", "first", helpfulness=3),  # the same pair again (even rated differently): a duplicate
+            record("q", "only"),
+        ],
+    )
     code, out = prepare(tmp_path, data, extra=["--val-fraction", "0"])
     assert code == 0
     rows = read(out / "train.parquet")
     assert [(row["messages"][-1]["content"], row["helpfulness"], row["source_row"]) for row in rows] == [
-        ("first", 2, 1), ("second", 4, 2), ("only", 3, 4)]
+        ("first", 2, 1),
+        ("second", 4, 2),
+        ("only", 3, 4),
+    ]
     assert stats(out)["dropped"]["duplicate"] == 1
     assert stats(out)["duplicates"] == 1
 
 
 def test_one_per_prompt_keeps_the_most_helpful_response(tmp_path):
-    data = write_jsonl(tmp_path / "data.jsonl", [
-        record("p", "weak", helpfulness=2), record("p", "strong", helpfulness=4),
-        record("q", "tie one", helpfulness=3), record("q", "tie two", helpfulness=3),
-    ])
+    data = write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            record("p", "weak", helpfulness=2),
+            record("p", "strong", helpfulness=4),
+            record("q", "tie one", helpfulness=3),
+            record("q", "tie two", helpfulness=3),
+        ],
+    )
     code, out = prepare(tmp_path, data, extra=["--val-fraction", "0", "--one-per-prompt"])
     assert code == 0
     assert [row["messages"][-1]["content"] for row in read(out / "train.parquet")] == ["strong", "tie one"]
@@ -210,7 +253,9 @@ def test_val_split_takes_whole_prompts_by_a_stable_hash(tmp_path):
     val_prompts = {row["messages"][0]["content"] for row in read(out / "val.parquet")}
     assert not train_prompts & val_prompts
     assert len(train_prompts | val_prompts) == 200
-    expected_val = {f"prompt {index}" for index in range(200) if prepare_data.prompt_hash_fraction(f"prompt {index}") < 0.2}
+    expected_val = {
+        f"prompt {index}" for index in range(200) if prepare_data.prompt_hash_fraction(f"prompt {index}") < 0.2
+    }
     assert val_prompts == expected_val
     assert 20 <= len(val_prompts) <= 60
     assert stats(out)["splits"]["val"] == {"rows": 2 * len(val_prompts), "prompts": len(val_prompts), "multi_turn": 0}
@@ -218,14 +263,17 @@ def test_val_split_takes_whole_prompts_by_a_stable_hash(tmp_path):
 
 def test_prompt_hash_is_sha256_based_not_pythons_hash():
     # Pinned: changing the hash would move prompts between the published train and val splits.
-    assert prepare_data.prompt_hash_fraction("What is the capital of Australia?") == pytest.approx(0.7298876204, abs=1e-9)
+    assert prepare_data.prompt_hash_fraction("What is the capital of Australia?") == pytest.approx(
+        0.7298876204, abs=1e-9
+    )
     assert prepare_data.prompt_hash_fraction("") == pytest.approx(0.8894159949, abs=1e-9)
 
 
 def test_validation_file_feeds_val_and_overlapping_prompts_leave_val(tmp_path, capsys):
     train = write_jsonl(tmp_path / "train.jsonl", [record(f"train {index}", "r") for index in range(10)])
-    val = write_jsonl(tmp_path / "validation.jsonl", [record("val 0", "r"), record("train 3", "other response"),
-                                                      record("val 1", "r")])
+    val = write_jsonl(
+        tmp_path / "validation.jsonl", [record("val 0", "r"), record("train 3", "other response"), record("val 1", "r")]
+    )
     code, out = prepare(tmp_path, train, val)
     assert code == 0
     assert len(read(out / "train.parquet")) == 10  # --val-fraction does not apply when a validation file is given
@@ -245,11 +293,18 @@ def test_a_pair_in_both_files_stays_in_train_whatever_the_argument_order(tmp_pat
     assert [item["split"] for item in stats(out)["inputs"]] == ["train", "val"]
 
 
-@pytest.mark.parametrize("name, split", [("validation.jsonl.gz", "val"), ("val_set.jsonl", "val"),
-                                         ("test.parquet", "val"), ("train.jsonl.gz", "train"),
-                                         ("my_data.jsonl", "train")])
+@pytest.mark.parametrize(
+    "name, split",
+    [
+        ("validation.jsonl.gz", "val"),
+        ("val_set.jsonl", "val"),
+        ("test.parquet", "val"),
+        ("train.jsonl.gz", "train"),
+        ("my_data.jsonl", "train"),
+    ],
+)
 def test_file_names_pick_the_split(name, split):
-    from judge_sft.helpsteer2 import split_of
+    from judge_sft.data.helpsteer2 import split_of
 
     assert split_of(name) == split
 
@@ -281,7 +336,9 @@ def test_sample_is_reproducible_and_keeps_input_order(tmp_path):
     data = write_jsonl(tmp_path / "data.jsonl", distinct_records(40))
     runs = {}
     for name, seed in [("a", 1), ("b", 1), ("c", 2)]:
-        code, out = prepare(tmp_path, data, output=name, extra=["--val-fraction", "0", "--sample", "7", "--seed", str(seed)])
+        code, out = prepare(
+            tmp_path, data, output=name, extra=["--val-fraction", "0", "--sample", "7", "--seed", str(seed)]
+        )
         assert code == 0
         runs[name] = [row["source_row"] for row in read(out / "train.parquet")]
     assert runs["a"] == runs["b"]
@@ -291,8 +348,11 @@ def test_sample_is_reproducible_and_keeps_input_order(tmp_path):
 
 
 def test_sample_larger_than_the_data_keeps_everything(tmp_path):
-    code, out = prepare(tmp_path, write_jsonl(tmp_path / "data.jsonl", distinct_records(5)),
-                        extra=["--val-fraction", "0", "--sample", "1000"])
+    code, out = prepare(
+        tmp_path,
+        write_jsonl(tmp_path / "data.jsonl", distinct_records(5)),
+        extra=["--val-fraction", "0", "--sample", "1000"],
+    )
     assert code == 0
     assert len(read(out / "train.parquet")) == 5
 
@@ -307,7 +367,9 @@ def test_jsonl_gzip_and_parquet_inputs_give_identical_output(tmp_path):
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "data.parquet")
     outputs = {}
     for suffix in (".jsonl", ".jsonl.gz", ".parquet"):
-        code, out = prepare(tmp_path, tmp_path / f"data{suffix}", output=suffix.strip("."), extra=["--val-fraction", "0.3"])
+        code, out = prepare(
+            tmp_path, tmp_path / f"data{suffix}", output=suffix.strip("."), extra=["--val-fraction", "0.3"]
+        )
         assert code == 0
         outputs[suffix] = {split: pq.read_table(out / f"{split}.parquet") for split in ("train", "val")}
     for split in ("train", "val"):
@@ -337,7 +399,9 @@ def test_read_train_on_is_none_for_a_users_file(tmp_path):
 
 
 def test_empty_val_split_is_still_written(tmp_path):
-    code, out = prepare(tmp_path, write_jsonl(tmp_path / "data.jsonl", distinct_records(3)), extra=["--val-fraction", "0"])
+    code, out = prepare(
+        tmp_path, write_jsonl(tmp_path / "data.jsonl", distinct_records(3)), extra=["--val-fraction", "0"]
+    )
     assert code == 0
     val = pq.read_table(out / "val.parquet")
     assert val.num_rows == 0 and val.schema.metadata[TRAIN_ON_METADATA_KEY] == b"final"
@@ -347,29 +411,56 @@ def test_empty_val_split_is_still_written(tmp_path):
 
 
 def test_stats_json_counts_every_row(tmp_path, capsys):
-    data = write_jsonl(tmp_path / "data.jsonl", [
-        record("p1", "r1"), record("p1", "r2", correctness=2), record("p1", "r1"),  # kept, filtered, duplicate
-        record(f"p2{A}a{U}p2b", "r3"), record(f"p3{U}x", "r4"), record("p4", "r5"),  # multi-turn, malformed, kept
-    ])
+    data = write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            record("p1", "r1"),
+            record("p1", "r2", correctness=2),
+            record("p1", "r1"),  # kept, filtered, duplicate
+            record(f"p2{A}a{U}p2b", "r3"),
+            record(f"p3{U}x", "r4"),
+            record("p4", "r5"),  # multi-turn, malformed, kept
+        ],
+    )
     code, out = prepare(tmp_path, data, extra=["--val-fraction", "0"])
     assert code == 0
     assert stats(out) == {
         "inputs": [{"source": str(data), "split": "train", "rows": 6}],
         "rows_read": 6,
         "rows_kept": 3,
-        "dropped": {"empty_text": 0, "malformed_turns": 1, "correctness<4": 1, "duplicate": 1,
-                    "val_prompt_in_train": 0, "one_per_prompt": 0, "not_in_sample": 0},
+        "dropped": {
+            "empty_text": 0,
+            "malformed_turns": 1,
+            "correctness<4": 1,
+            "duplicate": 1,
+            "val_prompt_in_train": 0,
+            "one_per_prompt": 0,
+            "not_in_sample": 0,
+        },
         "malformed_kept_as_one_turn": 0,
         "multi_turn": {"read": 1, "kept": 1},
         "duplicates": 1,
-        "splits": {"train": {"rows": 3, "prompts": 3, "multi_turn": 1}, "val": {"rows": 0, "prompts": 0, "multi_turn": 0}},
-        "options": {"min": {"correctness": 4}, "max": {}, "val_split": "prompt hash, fraction 0.0",
-                    "one_per_prompt": False, "keep_malformed": False, "sample": None, "seed": 0},
+        "splits": {
+            "train": {"rows": 3, "prompts": 3, "multi_turn": 1},
+            "val": {"rows": 0, "prompts": 0, "multi_turn": 0},
+        },
+        "options": {
+            "min": {"correctness": 4},
+            "max": {},
+            "val_split": "prompt hash, fraction 0.0",
+            "one_per_prompt": False,
+            "keep_malformed": False,
+            "sample": None,
+            "seed": 0,
+        },
     }
     summary = capsys.readouterr().out.splitlines()
     assert summary[0].split() == ["read", "6", "from", "1", "input(s)"]
-    assert [line.split()[:2] for line in summary[1:4]] == [["dropped:", "malformed_turns"], ["dropped:", "correctness<4"],
-                                                           ["dropped:", "duplicate"]]
+    assert [line.split()[:2] for line in summary[1:4]] == [
+        ["dropped:", "malformed_turns"],
+        ["dropped:", "correctness<4"],
+        ["dropped:", "duplicate"],
+    ]
     assert summary[4].split() == ["kept", "3", "(1", "multi-turn)"]
     assert summary[5].split() == ["train", "3", str(out / "train.parquet")]
 
@@ -380,7 +471,10 @@ def test_bundled_sample(tmp_path):
     result = stats(out)
     assert (result["rows_read"], result["rows_kept"]) == (197, 100)
     assert {reason: count for reason, count in result["dropped"].items() if count} == {
-        "malformed_turns": 4, "correctness<4": 92, "duplicate": 1}
+        "malformed_turns": 4,
+        "correctness<4": 92,
+        "duplicate": 1,
+    }
     assert result["multi_turn"] == {"read": 56, "kept": 31}
     assert (result["splits"]["train"]["rows"], result["splits"]["val"]["rows"]) == (92, 8)
     assert main(["validate-data", str(out / "train.parquet"), str(out / "val.parquet")]) == 0
@@ -408,21 +502,26 @@ def assert_failed_cleanly(code, out, capsys, *fragments):
 GOOD = json.dumps(record("p", "r"))
 
 
-@pytest.mark.parametrize("lines, fragment", [
-    ([GOOD, "", GOOD, '{"prompt": "p", "response": '], "line 4: invalid JSON"),  # blank lines still count
-    ([GOOD, "[1, 2]"], "line 2: expected a JSON object, got list"),
-    ([GOOD, json.dumps({key: value for key, value in record("p", "r").items() if key != "verbosity"})],
-     "line 2: missing column 'verbosity'"),
-    ([GOOD, json.dumps(record("p", "r", correctness=3.5))], "line 2: correctness is not an integer (got 3.5)"),
-    ([GOOD, json.dumps(record("p", "r", correctness="4"))], "line 2: correctness is not an integer (got '4')"),
-    ([GOOD, json.dumps(record("p", "r", coherence=True))], "line 2: coherence is not an integer (got True)"),
-    ([GOOD, GOOD, json.dumps(record("p", "r", helpfulness=5))], "line 3: helpfulness is 5, outside 0-4"),
-    ([json.dumps(record("p", "r", verbosity=-1))], "line 1: verbosity is -1, outside 0-4"),
-    ([GOOD, json.dumps(record(None, "r"))], "line 2: prompt is null"),
-    ([GOOD, json.dumps(record("p", None))], "line 2: response is null"),
-    ([GOOD, json.dumps(record("p", 7))], "line 2: response is not a string (got int)"),
-    ([GOOD, json.dumps(record("p", "r", complexity=None))], "line 2: complexity is null"),
-])
+@pytest.mark.parametrize(
+    "lines, fragment",
+    [
+        ([GOOD, "", GOOD, '{"prompt": "p", "response": '], "line 4: invalid JSON"),  # blank lines still count
+        ([GOOD, "[1, 2]"], "line 2: expected a JSON object, got list"),
+        (
+            [GOOD, json.dumps({key: value for key, value in record("p", "r").items() if key != "verbosity"})],
+            "line 2: missing column 'verbosity'",
+        ),
+        ([GOOD, json.dumps(record("p", "r", correctness=3.5))], "line 2: correctness is not an integer (got 3.5)"),
+        ([GOOD, json.dumps(record("p", "r", correctness="4"))], "line 2: correctness is not an integer (got '4')"),
+        ([GOOD, json.dumps(record("p", "r", coherence=True))], "line 2: coherence is not an integer (got True)"),
+        ([GOOD, GOOD, json.dumps(record("p", "r", helpfulness=5))], "line 3: helpfulness is 5, outside 0-4"),
+        ([json.dumps(record("p", "r", verbosity=-1))], "line 1: verbosity is -1, outside 0-4"),
+        ([GOOD, json.dumps(record(None, "r"))], "line 2: prompt is null"),
+        ([GOOD, json.dumps(record("p", None))], "line 2: response is null"),
+        ([GOOD, json.dumps(record("p", 7))], "line 2: response is not a string (got int)"),
+        ([GOOD, json.dumps(record("p", "r", complexity=None))], "line 2: complexity is null"),
+    ],
+)
 def test_bad_jsonl_line_is_named(tmp_path, capsys, lines, fragment):
     data = write_lines(tmp_path / "data.jsonl", lines)
     code, out = prepare(tmp_path, data)
@@ -473,8 +572,15 @@ def test_empty_input(tmp_path, capsys, content):
 
 def test_empty_parquet_and_empty_directory(tmp_path, capsys):
     data = tmp_path / "train.parquet"
-    pq.write_table(pa.Table.from_pylist([], schema=pa.schema([(name, pa.string()) for name in ("prompt", "response")]
-                                                               + [(name, pa.int64()) for name in SCORES])), data)
+    pq.write_table(
+        pa.Table.from_pylist(
+            [],
+            schema=pa.schema(
+                [(name, pa.string()) for name in ("prompt", "response")] + [(name, pa.int64()) for name in SCORES]
+            ),
+        ),
+        data,
+    )
     code, out = prepare(tmp_path, data)
     assert_failed_cleanly(code, out, capsys, f"{data}: no rows (empty input)")
     (tmp_path / "empty").mkdir()
@@ -488,12 +594,18 @@ def test_bad_parquet_rows_are_named(tmp_path, capsys):
     code, out = prepare(tmp_path, tmp_path / "nulls.parquet")
     assert_failed_cleanly(code, out, capsys, f"{tmp_path / 'nulls.parquet'} row 1: response is null")
 
-    pq.write_table(pa.Table.from_pylist([record("p", "r", helpfulness=2.0), record("q", "r", helpfulness=2.5)]),
-                   tmp_path / "floats.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([record("p", "r", helpfulness=2.0), record("q", "r", helpfulness=2.5)]),
+        tmp_path / "floats.parquet",
+    )
     code, out = prepare(tmp_path, tmp_path / "floats.parquet")
-    assert_failed_cleanly(code, out, capsys, f"{tmp_path / 'floats.parquet'} row 0: helpfulness is not an integer (got 2.0)")
+    assert_failed_cleanly(
+        code, out, capsys, f"{tmp_path / 'floats.parquet'} row 0: helpfulness is not an integer (got 2.0)"
+    )
 
-    pq.write_table(pa.Table.from_pylist([record("p", "r"), record("q", "r", correctness=9)]), tmp_path / "range.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([record("p", "r"), record("q", "r", correctness=9)]), tmp_path / "range.parquet"
+    )
     code, out = prepare(tmp_path, tmp_path / "range.parquet")
     assert_failed_cleanly(code, out, capsys, f"{tmp_path / 'range.parquet'} row 1: correctness is 9, outside 0-4")
 
@@ -531,17 +643,26 @@ def test_from_hub_offline_fails_clearly_and_a_local_dataset_loads(tmp_path):
         "print('exit codes', *codes)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "hub_out"), str(local), str(tmp_path / "local_out")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "hub_out"), str(local), str(tmp_path / "local_out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.stdout.splitlines()[-1] == "exit codes 1 0", result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("judge-sft")]
     assert len(errors) == 1
-    assert errors[0].startswith("judge-sft prepare-data: error: nvidia/HelpSteer2: cannot load from the Hugging Face Hub (")
+    assert errors[0].startswith(
+        "judge-sft prepare-data: error: nvidia/HelpSteer2: cannot load from the Hugging Face Hub ("
+    )
     assert errors[0].endswith("pass them with --input")
     assert not (tmp_path / "hub_out").exists()
     local_stats = stats(tmp_path / "local_out")
-    assert local_stats["inputs"] == [{"source": f"{local}:train", "split": "train", "rows": 6},
-                                     {"source": f"{local}:validation", "split": "val", "rows": 1}]
+    assert local_stats["inputs"] == [
+        {"source": f"{local}:train", "split": "train", "rows": 6},
+        {"source": f"{local}:validation", "split": "val", "rows": 1},
+    ]
     assert [row["source_row"] for row in read(tmp_path / "local_out" / "val.parquet")] == [0]
 
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO, launch, tiny_recipe
+from hub_server import FakeHub
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
-from conftest import REPO, launch, tiny_recipe
-from hub_server import FakeHub
 from judge_sft import __version__
-from judge_sft.chat_templates import training_chat_template
 from judge_sft.cli import main as cli_main
-from judge_sft.hub import apply_hub_defaults
+from judge_sft.hub.upload import apply_hub_defaults
+from judge_sft.train.chat_templates import training_chat_template
 
 TOKEN = "hf_judgesfttest" + secrets.token_hex(12)
 REPO_ID = "judge-org/tiny-judge"
@@ -43,8 +43,20 @@ def hub():
 def prepared_data(tmp_path_factory):
     """The bundled HelpSteer2 sample through the real prepare-data: train/val Parquet and stats.json."""
     directory = tmp_path_factory.mktemp("data")
-    assert cli_main(["prepare-data", "--input", str(REPO / "judge_sft" / "data" / "helpsteer2_sample.jsonl"),
-                     "--output-dir", str(directory), "--sample", str(TRAIN_SAMPLE)]) == 0
+    assert (
+        cli_main(
+            [
+                "prepare-data",
+                "--input",
+                str(REPO / "judge_sft" / "data" / "helpsteer2_sample.jsonl"),
+                "--output-dir",
+                str(directory),
+                "--sample",
+                str(TRAIN_SAMPLE),
+            ]
+        )
+        == 0
+    )
     return directory
 
 
@@ -54,8 +66,15 @@ def hub_env(hub, home, token=""):
 
 
 def push(path, *args, env):
-    return subprocess.run([sys.executable, "-m", "judge_sft.cli", "push", str(path), *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "judge_sft.cli", "push", str(path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +82,17 @@ def every_save_run(tmp_path_factory, tiny_model_dir, prepared_data, hub):
     """push_to_hub with hub_strategy every_save; the token comes from the command line, as `--hub_token`, and
     wandb (offline) records the command line in its run files."""
     directory = tmp_path_factory.mktemp("every_save")
-    recipe = tiny_recipe(directory, tiny_model_dir, prepared_data / "train.parquet", prepared_data / "val.parquet",
-                         push_to_hub=True, hub_model_id=REPO_ID, hub_strategy="every_save",
-                         report_to=["tensorboard", "wandb"], **RUN_SETTINGS)
+    recipe = tiny_recipe(
+        directory,
+        tiny_model_dir,
+        prepared_data / "train.parquet",
+        prepared_data / "val.parquet",
+        push_to_hub=True,
+        hub_model_id=REPO_ID,
+        hub_strategy="every_save",
+        report_to=["tensorboard", "wandb"],
+        **RUN_SETTINGS,
+    )
     wandb = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory), "WANDB_PROJECT": "judge-sft-test"}
     result = launch(recipe, "--hub_token", TOKEN, env={**hub_env(hub, directory / "hf_home"), **wandb})
     result.hub_requests = list(hub.requests)  # this run's traffic, before later tests add theirs
@@ -80,6 +107,7 @@ def tensor_shapes(source):
     """{name: shape} of a safetensors file (path) or its bytes."""
     if isinstance(source, bytes):
         from safetensors.torch import load
+
         return {name: tuple(tensor.shape) for name, tensor in load(source).items()}
     with safe_open(source, "pt") as weights:
         return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
@@ -94,6 +122,7 @@ def final_losses(state):
 # ---------------------------------------------------------------------------------------------------- every_save
 
 
+@pytest.mark.launch
 def test_every_save_run_pushes_while_training_and_at_the_end(every_save_run, hub, tiny_model_dir):
     _, output_dir, result = every_save_run
     repo = hub.repos[REPO_ID]
@@ -107,18 +136,33 @@ def test_every_save_run_pushes_while_training_and_at_the_end(every_save_run, hub
     assert any(message.startswith("Training in progress, step ") for message in messages[1:-1]), messages
     assert repo.private  # hub_private_repo defaults to private
     files = hub.files(REPO_ID)
-    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "chat_template.jinja", "README.md", "recipe.yaml", "trainer_state.json", "training_args.bin"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "README.md",
+        "recipe.yaml",
+        "trainer_state.json",
+        "training_args.bin",
+    ):
         assert name in files, (name, sorted(files))
     # ZeRO-3 stays local: checkpoints hold partitioned shards and optimizer state, none of which is pushed
     assert list(output_dir.glob("checkpoint-*/global_step*/*optim_states.pt"))
-    assert not [path for path in files if path.startswith(("checkpoint-", "global_step", "last-checkpoint"))
-                or path.endswith(("optim_states.pt", "model_states.pt", "rng_state_0.pth", "scheduler.pt"))]
+    assert not [
+        path
+        for path in files
+        if path.startswith(("checkpoint-", "global_step", "last-checkpoint"))
+        or path.endswith(("optim_states.pt", "model_states.pt", "rng_state_0.pth", "scheduler.pt"))
+    ]
     # the pushed weights are the consolidated model: the local file's bytes, every tensor at its full shape
     assert files["model.safetensors"] == (output_dir / "model.safetensors").read_bytes()
     assert tensor_shapes(files["model.safetensors"]) == tensor_shapes(tiny_model_dir / "model.safetensors")
 
 
+@pytest.mark.launch
 def test_pushed_tokenizer_carries_the_training_chat_template(every_save_run, hub, tiny_model_dir):
     from transformers import AutoTokenizer
 
@@ -126,7 +170,10 @@ def test_pushed_tokenizer_carries_the_training_chat_template(every_save_run, hub
     assert hub.files(REPO_ID)["chat_template.jinja"].decode() == expected
 
 
-def test_card_states_base_model_recipe_data_losses_version_and_licence(every_save_run, hub, prepared_data, tiny_model_dir):
+@pytest.mark.launch
+def test_card_states_base_model_recipe_data_losses_version_and_licence(
+    every_save_run, hub, prepared_data, tiny_model_dir
+):
     _, output_dir, _ = every_save_run
     files = hub.files(REPO_ID)
     card = ModelCard(files["README.md"].decode())
@@ -156,6 +203,7 @@ def test_card_states_base_model_recipe_data_losses_version_and_licence(every_sav
     assert files[plot_name][:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.launch
 def test_token_is_used_but_never_written_locally_logged_or_pushed(every_save_run, hub):
     directory, output_dir, result = every_save_run
     assert hub.requests and all(authorised for _, _, authorised in hub.requests)
@@ -196,27 +244,39 @@ def test_transformers_pickles_hub_token_in_clear_until_taken(tmp_path, monkeypat
 # ---------------------------------------------------------------------------------------------------- judge-sft push
 
 
+@pytest.mark.launch
 def test_push_checkpoint_after_the_fact_keeps_zero3_state_local(every_save_run, hub, tmp_path):
     _, output_dir, _ = every_save_run
     checkpoint = sorted(output_dir.glob("checkpoint-*"))[-1]
     assert list(checkpoint.glob("global_step*")) and list(checkpoint.glob("rng_state_*.pth"))
-    result = push(checkpoint, "--repo-id", "judge-org/tiny-judge-checkpoint", "--public",
-                  env=hub_env(hub, tmp_path / "hf_home", TOKEN))
+    result = push(
+        checkpoint,
+        "--repo-id",
+        "judge-org/tiny-judge-checkpoint",
+        "--public",
+        env=hub_env(hub, tmp_path / "hf_home", TOKEN),
+    )
     assert result.returncode == 0, result.stdout
     repo = hub.repos["judge-org/tiny-judge-checkpoint"]
     assert not repo.private
     files = hub.files(repo.repo_id)
     assert files["model.safetensors"] == (checkpoint / "model.safetensors").read_bytes()
     assert "chat_template.jinja" in files and "README.md" in files
-    assert not [path for path in files if path.startswith(("global_step", "rng_state", "zero_to_"))
-                or path in ("latest", "scheduler.pt")]
+    assert not [
+        path
+        for path in files
+        if path.startswith(("global_step", "rng_state", "zero_to_")) or path in ("latest", "scheduler.pt")
+    ]
     # the card of a checkpoint: its own losses, and the run's recipe from the directory above
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     train = [entry for entry in state["log_history"] if "loss" in entry][-1]
     card = files["README.md"].decode()
-    assert f"| final train loss | {train['loss']:.4f} | {train['step']} |" in card and "hub_strategy: every_save" in card
+    assert (
+        f"| final train loss | {train['loss']:.4f} | {train['step']} |" in card and "hub_strategy: every_save" in card
+    )
 
 
+@pytest.mark.launch
 def test_push_with_a_wrong_token_says_what_failed(every_save_run, hub, tmp_path):
     _, output_dir, _ = every_save_run
     result = push(output_dir, "--repo-id", "judge-org/other", env=hub_env(hub, tmp_path / "hf_home", "hf_wrong"))
@@ -240,22 +300,42 @@ def test_push_refuses_partitioned_zero3_shards(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------- failure
 
 
+@pytest.mark.launch
 def test_server_error_mid_push_keeps_local_results_and_push_completes_it(tmp_path, tiny_model_dir, prepared_data, hub):
     repo_id, branch = "judge-org/tiny-judge-end", "candidate"
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, prepared_data / "train.parquet", prepared_data / "val.parquet",
-                         push_to_hub=True, hub_model_id=repo_id, hub_strategy="end", hub_revision=branch,
-                         **{**RUN_SETTINGS, "max_steps": 1, "save_strategy": "no", "eval_strategy": "no"})
+    recipe = tiny_recipe(
+        tmp_path,
+        tiny_model_dir,
+        prepared_data / "train.parquet",
+        prepared_data / "val.parquet",
+        push_to_hub=True,
+        hub_model_id=repo_id,
+        hub_strategy="end",
+        hub_revision=branch,
+        **{**RUN_SETTINGS, "max_steps": 1, "save_strategy": "no", "eval_strategy": "no"},
+    )
     hub.fail_commits = 1  # the end-of-training commit answers 500, after its files were uploaded
     result = launch(recipe, check=False, env=hub_env(hub, tmp_path / "hf_home", TOKEN))
     output_dir = tmp_path / "out"
     assert result.returncode != 0
-    assert (f"judge-sft run: error: push of {output_dir} to {repo_id}@{branch} failed: Server error '500 Internal "
-            "Server Error'") in result.stdout
+    assert (
+        f"judge-sft run: error: push of {output_dir} to {repo_id}@{branch} failed: Server error '500 Internal "
+        "Server Error'"
+    ) in result.stdout
     assert "simulated outage while committing" in result.stdout
-    assert f"re-run `judge-sft push {output_dir} --repo-id {repo_id} --revision {branch}` to complete it" in result.stdout
+    assert (
+        f"re-run `judge-sft push {output_dir} --repo-id {repo_id} --revision {branch}` to complete it" in result.stdout
+    )
     # local results are whole; nothing reached the branch
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", "README.md",
-                 "recipe.yaml", "trainer_state.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "README.md",
+        "recipe.yaml",
+        "trainer_state.json",
+    ):
         assert (output_dir / name).is_file(), name
     assert tensor_shapes(output_dir / "model.safetensors") == tensor_shapes(tiny_model_dir / "model.safetensors")
     assert set(hub.files(repo_id, branch)) == {".gitattributes"} and set(hub.files(repo_id)) == {".gitattributes"}

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, conversation, write_messages
 
 from judge_sft.cli import main
-from judge_sft.plot import plot_losses
+from judge_sft.train.loss_curve import plot_losses
 
 VENV_BIN = str(Path(sys.executable).parent)
 TEMPLATE = REPO / "recipes" / "qwen3_32b.yaml"
@@ -24,7 +23,7 @@ LAUNCH_SLURM = REPO / "recipes" / "launch.slurm"
 # What parse_recipe makes of each recipe named, in a process of its own (no launcher: WORLD_SIZE unset).
 PARSE = """
 import json, sys
-from judge_sft.configs import parse_recipe
+from judge_sft.train.arguments import parse_recipe
 for recipe in sys.argv[1:-1] if sys.argv[-1] == "--use_cpu" else sys.argv[1:]:
     judge, training, model = parse_recipe([recipe] + (["--use_cpu", "true"] if sys.argv[-1] == "--use_cpu" else []))
     print(json.dumps({
@@ -53,10 +52,11 @@ def parse_in_subprocess(*recipes):
     env = {key: value for key, value in os.environ.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     # bf16: true is the recipe's; without a GPU, transformers accepts it only for a CPU run.
     extra = [] if torch.cuda.is_available() else ["--use_cpu"]
-    result = subprocess.run([sys.executable, "-c", PARSE, *map(str, recipes), *extra], capture_output=True, text=True,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, *map(str, recipes), *extra], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    return [json.loads(line) for line in result.stdout.strip().splitlines()[-len(recipes):]]
+    return [json.loads(line) for line in result.stdout.strip().splitlines()[-len(recipes) :]]
 
 
 def free_port():
@@ -72,9 +72,27 @@ def free_port():
 def parsed_recipes(tmp_path_factory):
     """Two recipes written by `judge-sft recipe` (every flag given; no val file), as parse_recipe reads them."""
     folder = tmp_path_factory.mktemp("recipes")
-    every_flag = ["--model-path", "Qwen/Qwen3-14B", "--train-file", "data/my train.parquet", "--val-file",
-                  "data/val: 1.parquet", "--total-batch-size", "64", "--micro-batch-size", "4", "--sp-size", "4",
-                  "--epochs", "2", "--max-length", "2048", "--no-cpu-offload", "--num-gpus", "16"]
+    every_flag = [
+        "--model-path",
+        "Qwen/Qwen3-14B",
+        "--train-file",
+        "data/my train.parquet",
+        "--val-file",
+        "data/val: 1.parquet",
+        "--total-batch-size",
+        "64",
+        "--micro-batch-size",
+        "4",
+        "--sp-size",
+        "4",
+        "--epochs",
+        "2",
+        "--max-length",
+        "2048",
+        "--no-cpu-offload",
+        "--num-gpus",
+        "16",
+    ]
     no_val = ["--model-path", "m", "--train-file", "t.parquet"]
     for name, flags in (("every_flag", every_flag), ("no_val", no_val)):
         assert main(["recipe", *flags, "-o", str(folder / name / "recipe.yaml")]) == 0
@@ -85,14 +103,28 @@ def parsed_recipes(tmp_path_factory):
 def test_recipe_parses_to_the_requested_values(parsed_recipes):
     folder, parsed, _ = parsed_recipes
     assert parsed == {
-        "model_name_or_path": "Qwen/Qwen3-14B", "train_file": "data/my train.parquet", "val_file": "data/val: 1.parquet",
-        "total_batch_size": 64, "per_device_train_batch_size": 4, "sp_size": 4, "num_train_epochs": 2.0,
-        "max_length": 2048, "truncation_mode": "keep_start", "messages_key": "messages", "gradient_checkpointing": True,
-        "bf16": True, "cpu_offload": False, "padding_free": True, "output_dir": "outputs/qwen3-14b-judge",
+        "model_name_or_path": "Qwen/Qwen3-14B",
+        "train_file": "data/my train.parquet",
+        "val_file": "data/val: 1.parquet",
+        "total_batch_size": 64,
+        "per_device_train_batch_size": 4,
+        "sp_size": 4,
+        "num_train_epochs": 2.0,
+        "max_length": 2048,
+        "truncation_mode": "keep_start",
+        "messages_key": "messages",
+        "gradient_checkpointing": True,
+        "bf16": True,
+        "cpu_offload": False,
+        "padding_free": True,
+        "output_dir": "outputs/qwen3-14b-judge",
         "eval_strategy": "steps",
     }
     # 16 GPUs / sp 4 = dp 4; 64 / (4 x 4) = accumulation 4, spelt out where the template explains its own arithmetic
-    assert "16 GPUs -> dp 4 -> gradient accumulation 64 / (4 x 4) = 4" in (folder / "every_flag" / "recipe.yaml").read_text()
+    assert (
+        "16 GPUs -> dp 4 -> gradient accumulation 64 / (4 x 4) = 4"
+        in (folder / "every_flag" / "recipe.yaml").read_text()
+    )
 
 
 def test_without_val_file_evaluation_is_off(parsed_recipes):
@@ -103,31 +135,59 @@ def test_without_val_file_evaluation_is_off(parsed_recipes):
 
 def test_defaults_are_the_template_values_and_its_comments_are_kept(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
-    status, stderr = recipe_command(capsys, "--model-path", "Qwen/Qwen3-32B", "--train-file",
-                                    "data/helpsteer2/train.parquet", "--val-file", "data/helpsteer2/val.parquet",
-                                    "--num-gpus", "8", "-o", recipe)
+    status, stderr = recipe_command(
+        capsys,
+        "--model-path",
+        "Qwen/Qwen3-32B",
+        "--train-file",
+        "data/helpsteer2/train.parquet",
+        "--val-file",
+        "data/helpsteer2/val.parquet",
+        "--num-gpus",
+        "8",
+        "-o",
+        recipe,
+    )
     assert status == 0, stderr
     written, template = recipe.read_text().splitlines(), TEMPLATE.read_text().splitlines()
     assert written[1:] == template  # the template's own values: only the provenance line is added
     assert written[0].startswith("# Written by `judge-sft recipe` from recipes/qwen3_32b.yaml")
 
 
-@pytest.mark.parametrize("num_gpus, message", [
-    (6, "judge-sft recipe: error: recipe: world size 6 is not divisible by sp_size 8\n"),
-    (16, "judge-sft recipe: error: recipe: total_batch_size 100 is not a multiple of per_device_train_batch_size 12 "
-         "x dp 2 (= world_size 16 / sp_size 8) = 24; gradient accumulation would be 4.16667\n"),
-])
+@pytest.mark.parametrize(
+    "num_gpus, message",
+    [
+        (6, "judge-sft recipe: error: recipe: world size 6 is not divisible by sp_size 8\n"),
+        (
+            16,
+            "judge-sft recipe: error: recipe: total_batch_size 100 is not a multiple of per_device_train_batch_size 12 "
+            "x dp 2 (= world_size 16 / sp_size 8) = 24; gradient accumulation would be 4.16667\n",
+        ),
+    ],
+)
 def test_batch_sizes_that_do_not_divide_fail_with_plan_batch_message(tmp_path, capsys, num_gpus, message):
     recipe = tmp_path / "recipe.yaml"
-    assert recipe_command(capsys, "--model-path", "m", "--train-file", "t.parquet", "--total-batch-size", "100",
-                          "--num-gpus", num_gpus, "-o", recipe) == (1, message)
+    assert recipe_command(
+        capsys,
+        "--model-path",
+        "m",
+        "--train-file",
+        "t.parquet",
+        "--total-batch-size",
+        "100",
+        "--num-gpus",
+        num_gpus,
+        "-o",
+        recipe,
+    ) == (1, message)
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 @pytest.mark.parametrize("typo", ["--total-batch", "--micro-batch-sise", "--epoch"])
 def test_misspelt_flag_is_an_error(tmp_path, capsys, typo):
-    status, stderr = recipe_command(capsys, "--model-path", "m", "--train-file", "t.parquet", typo, "8",
-                                    "-o", tmp_path / "r.yaml")
+    status, stderr = recipe_command(
+        capsys, "--model-path", "m", "--train-file", "t.parquet", typo, "8", "-o", tmp_path / "r.yaml"
+    )
     assert status == 2
     assert f"unrecognized arguments: {typo} 8" in stderr
     assert not (tmp_path / "r.yaml").exists()
@@ -163,43 +223,108 @@ def flag(args, name):
 
 def clean_environment():
     """This process's environment less what the scripts read, so that only what a test sets reaches them."""
-    read = {"WORLD_SIZE", "RANK", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_CONFIG", "CPU_OFFLOAD",
-            "MODEL_PATH", "TRAIN_FILE", "VAL_FILE", "TOTAL_BATCH_SIZE", "TRAIN_BATCH_SIZE", "MICRO_BATCH_SIZE", "SP_SIZE",
-            "TOTAL_EPOCHS", "N_GPUS_PER_NODE", "MAX_LENGTH", "OUTPUT_DIR", "RECIPE", "GPUS_PER_NODE"}
+    read = {
+        "WORLD_SIZE",
+        "RANK",
+        "NNODES",
+        "NODE_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "ACCELERATE_CONFIG",
+        "CPU_OFFLOAD",
+        "MODEL_PATH",
+        "TRAIN_FILE",
+        "VAL_FILE",
+        "TOTAL_BATCH_SIZE",
+        "TRAIN_BATCH_SIZE",
+        "MICRO_BATCH_SIZE",
+        "SP_SIZE",
+        "TOTAL_EPOCHS",
+        "N_GPUS_PER_NODE",
+        "MAX_LENGTH",
+        "OUTPUT_DIR",
+        "RECIPE",
+        "GPUS_PER_NODE",
+    }
     return {key: value for key, value in os.environ.items() if key not in read and not key.startswith("SLURM_")}
 
 
 def run_script(script, tmp_path, fake_bin, env, *args):
-    env = {**clean_environment(), "PATH": f"{fake_bin}:{VENV_BIN}:{os.environ['PATH']}", "RECORD_DIR": str(tmp_path), **env}
+    env = {
+        **clean_environment(),
+        "PATH": f"{fake_bin}:{VENV_BIN}:{os.environ['PATH']}",
+        "RECORD_DIR": str(tmp_path),
+        **env,
+    }
     return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, cwd=tmp_path)
 
 
 def test_run_sft_rm_defaults_are_the_cookbook_values_and_cpu_offload_picks_the_offload_config(tmp_path, fake_bin):
-    result = run_script(RUN_SFT_RM, tmp_path, fake_bin, {"MODEL_PATH": "Qwen/Qwen3-14B", "TRAIN_FILE": "t.parquet",
-                                                         "CPU_OFFLOAD": "true"}, "--learning_rate", "2e-5")
+    result = run_script(
+        RUN_SFT_RM,
+        tmp_path,
+        fake_bin,
+        {"MODEL_PATH": "Qwen/Qwen3-14B", "TRAIN_FILE": "t.parquet", "CPU_OFFLOAD": "true"},
+        "--learning_rate",
+        "2e-5",
+    )
     assert result.returncode == 0, result.stderr
     recipe = tmp_path / "outputs" / "qwen3-14b-judge" / "run_sft_rm.yaml"
     assert recorded_args(tmp_path / "accelerate-local") == [
-        "launch", "--config_file", str(REPO / "accelerate_configs" / "zero3_offload.yaml"), "--num_processes", "8",
-        "--main_process_port", "29500", str(REPO / "judge_sft" / "run.py"), "outputs/qwen3-14b-judge/run_sft_rm.yaml",
-        "--learning_rate", "2e-5",
+        "launch",
+        "--config_file",
+        str(REPO / "accelerate_configs" / "zero3_offload.yaml"),
+        "--num_processes",
+        "8",
+        "--main_process_port",
+        "29500",
+        str(REPO / "judge_sft" / "run.py"),
+        "outputs/qwen3-14b-judge/run_sft_rm.yaml",
+        "--learning_rate",
+        "2e-5",
     ]
     values = yaml.safe_load(recipe.read_text())
-    assert {key: values[key] for key in ("total_batch_size", "per_device_train_batch_size", "sp_size",
-                                         "num_train_epochs", "max_length", "cpu_offload", "val_file")} == {
-        "total_batch_size": 96, "per_device_train_batch_size": 12, "sp_size": 8, "num_train_epochs": 1,
-        "max_length": 4096, "cpu_offload": True, "val_file": "data/helpsteer2/val.parquet"}
+    assert {
+        key: values[key]
+        for key in (
+            "total_batch_size",
+            "per_device_train_batch_size",
+            "sp_size",
+            "num_train_epochs",
+            "max_length",
+            "cpu_offload",
+            "val_file",
+        )
+    } == {
+        "total_batch_size": 96,
+        "per_device_train_batch_size": 12,
+        "sp_size": 8,
+        "num_train_epochs": 1,
+        "max_length": 4096,
+        "cpu_offload": True,
+        "val_file": "data/helpsteer2/val.parquet",
+    }
 
 
 def test_run_sft_rm_on_several_nodes_passes_this_nodes_rank(tmp_path, fake_bin):
-    env = {"MODEL_PATH": "m", "TRAIN_FILE": "t.parquet", "VAL_FILE": "", "N_GPUS_PER_NODE": "4", "NNODES": "2",
-           "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "6000"}
+    env = {
+        "MODEL_PATH": "m",
+        "TRAIN_FILE": "t.parquet",
+        "VAL_FILE": "",
+        "N_GPUS_PER_NODE": "4",
+        "NNODES": "2",
+        "NODE_RANK": "1",
+        "MASTER_ADDR": "10.0.0.1",
+        "MASTER_PORT": "6000",
+    }
     result = run_script(RUN_SFT_RM, tmp_path, fake_bin, env)
     assert result.returncode == 0, result.stderr
     args = recorded_args(tmp_path / "accelerate-local")
     assert flag(args, "--config_file") == str(REPO / "accelerate_configs" / "zero3_multinode.yaml")
-    assert [flag(args, name) for name in ("--num_processes", "--num_machines", "--machine_rank", "--main_process_ip",
-                                          "--main_process_port")] == ["8", "2", "1", "10.0.0.1", "6000"]
+    assert [
+        flag(args, name)
+        for name in ("--num_processes", "--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port")
+    ] == ["8", "2", "1", "10.0.0.1", "6000"]
     values = yaml.safe_load((tmp_path / "outputs" / "m-judge" / "run_sft_rm.yaml").read_text())
     assert values["sp_size"] == 4  # the cookbook's rule: every GPU of a node with fewer than 8
     assert values["val_file"] is None and values["eval_strategy"] == "no" and values["cpu_offload"] is False
@@ -212,23 +337,50 @@ def script_run(tmp_path_factory, tiny_model_dir):
     rows = [conversation(i, 1 + i % 3) for i in range(48)]
     metadata = {b"judge_sft.train_on": b"final"}
     env = {
-        **clean_environment(), "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        **clean_environment(),
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
         "MODEL_PATH": str(tiny_model_dir),
         "TRAIN_FILE": str(write_messages(tmp_path / "train.parquet", rows[:40], metadata)),
         "VAL_FILE": str(write_messages(tmp_path / "val.parquet", rows[40:], metadata)),
-        "TOTAL_BATCH_SIZE": "8", "MICRO_BATCH_SIZE": "2", "SP_SIZE": "1", "TOTAL_EPOCHS": "1", "N_GPUS_PER_NODE": "2",
-        "MAX_LENGTH": "1024", "OUTPUT_DIR": str(tmp_path / "out"), "MASTER_PORT": str(free_port()),
+        "TOTAL_BATCH_SIZE": "8",
+        "MICRO_BATCH_SIZE": "2",
+        "SP_SIZE": "1",
+        "TOTAL_EPOCHS": "1",
+        "N_GPUS_PER_NODE": "2",
+        "MAX_LENGTH": "1024",
+        "OUTPUT_DIR": str(tmp_path / "out"),
+        "MASTER_PORT": str(free_port()),
         "ACCELERATE_CONFIG": "accelerate_configs/cpu_zero3_2proc.yaml",
     }
-    overrides = ["--bf16", "false", "--dtype", "float32", "--attn_implementation", "sdpa", "--max_steps", "3",
-                 "--eval_steps", "2", "--report_to", "none"]
-    result = subprocess.run(["bash", str(RUN_SFT_RM), *overrides], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=REPO, timeout=900)
+    overrides = [
+        "--bf16",
+        "false",
+        "--dtype",
+        "float32",
+        "--attn_implementation",
+        "sdpa",
+        "--max_steps",
+        "3",
+        "--eval_steps",
+        "2",
+        "--report_to",
+        "none",
+    ]
+    result = subprocess.run(
+        ["bash", str(RUN_SFT_RM), *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+    )
     (tmp_path / "launch.log").write_text(result.stdout)
     assert result.returncode == 0, result.stdout[-6000:]
     return tmp_path / "out", result.stdout
 
 
+@pytest.mark.launch
 def test_run_sft_rm_trains_end_to_end_with_the_batch_arithmetic_of_its_variables(script_run):
     output_dir, log = script_run
     assert "world_size=2 sp_size=1 -> dp=2; global batch 8 = micro batch 2 x dp 2 x gradient accumulation 2" in log
@@ -240,6 +392,7 @@ def test_run_sft_rm_trains_end_to_end_with_the_batch_arithmetic_of_its_variables
     assert (recipe["total_batch_size"], recipe["per_device_train_batch_size"], recipe["max_length"]) == (8, 2, 1024)
 
 
+@pytest.mark.launch
 def test_plot_of_the_real_run(script_run, tmp_path):
     output_dir, _ = script_run
     png = plot_losses(output_dir, tmp_path / "curve.png")
@@ -251,19 +404,41 @@ def test_plot_of_the_real_run(script_run, tmp_path):
 
 def test_launch_slurm_gives_each_node_its_own_machine_rank(tmp_path, fake_bin):
     # srun runs its command once per node, as Slurm would, each with that node's SLURM_NODEID / SLURM_PROCID.
-    (fake_bin / "srun").write_text('#!/bin/bash\nwhile [[ $1 == -* ]]; do shift; done\n'
-                                   'for node in 0 1; do SLURM_NODEID=$node SLURM_PROCID=$node "$@" || exit; done\n')
+    (fake_bin / "srun").write_text(
+        "#!/bin/bash\nwhile [[ $1 == -* ]]; do shift; done\n"
+        'for node in 0 1; do SLURM_NODEID=$node SLURM_PROCID=$node "$@" || exit; done\n'
+    )
     (fake_bin / "scontrol").write_text('#!/bin/bash\nprintf "gpu-a\\ngpu-b\\n"\n')
     for tool in ("srun", "scontrol"):
         (fake_bin / tool).chmod(0o755)
     # The batch script itself runs on the first node, where SLURM_NODEID is 0: a rank expanded there would be 0 twice.
-    env = {"SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu-[a-b]", "SLURM_NODEID": "0", "SLURM_PROCID": "0",
-           "SLURM_SUBMIT_DIR": str(REPO), "MASTER_PORT": "6000"}
+    env = {
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "gpu-[a-b]",
+        "SLURM_NODEID": "0",
+        "SLURM_PROCID": "0",
+        "SLURM_SUBMIT_DIR": str(REPO),
+        "MASTER_PORT": "6000",
+    }
     result = run_script(LAUNCH_SLURM, tmp_path, fake_bin, env, "recipes/qwen3_32b.yaml", "--run_name", "two words")
     assert result.returncode == 0, result.stderr
     for node in (0, 1):
         assert recorded_args(tmp_path / f"accelerate-{node}") == [
-            "launch", "--config_file", "accelerate_configs/zero3_multinode.yaml", "--num_machines", "2",
-            "--num_processes", "16", "--main_process_ip", "gpu-a", "--main_process_port", "6000",
-            "--machine_rank", str(node), "judge_sft/run.py", "recipes/qwen3_32b.yaml", "--run_name", "two words",
+            "launch",
+            "--config_file",
+            "accelerate_configs/zero3_multinode.yaml",
+            "--num_machines",
+            "2",
+            "--num_processes",
+            "16",
+            "--main_process_ip",
+            "gpu-a",
+            "--main_process_port",
+            "6000",
+            "--machine_rank",
+            str(node),
+            "judge_sft/run.py",
+            "recipes/qwen3_32b.yaml",
+            "--run_name",
+            "two words",
         ]

@@ -1,4 +1,4 @@
-"""Sequence parallelism (judge_sft/sequence_parallel.py): sp_size 2 computes what sp_size 1 computes, on ZeRO 1, 2, 3.
+"""Sequence parallelism (judge_sft/train/sequence_parallel.py): sp_size 2 computes what sp_size 1 computes, on ZeRO 1, 2, 3.
 
 The parity runs are real trainings through judge_sft/run.py on 2 CPU processes (gloo), the tiny Qwen3, SGD at a large
 learning rate, no gradient clipping, 3 optimizer steps over variable-length rows. To keep the suite fast, one
@@ -22,19 +22,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO, tiny_recipe, write_messages
+from safetensors.torch import load_file
 
 STAGES = {1: "cpu_zero1_2proc.yaml", 2: "cpu_zero2_2proc.yaml", 3: "cpu_zero3_2proc.yaml"}
 TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 12, 4, 4, 256
 STEPS = TRAIN_ROWS // TOTAL_BATCH
 TOLERANCE = 1e-5
 RUN_SETTINGS = dict(
-    total_batch_size=TOTAL_BATCH, per_device_eval_batch_size=1, max_length=MAX_LENGTH,
-    optim="sgd", learning_rate=0.1, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0,
-    eval_strategy="steps", eval_steps=STEPS, save_strategy="steps", save_steps=STEPS, save_only_model=True,
-    report_to="none", skip_doctor=True,
+    total_batch_size=TOTAL_BATCH,
+    per_device_eval_batch_size=1,
+    max_length=MAX_LENGTH,
+    optim="sgd",
+    learning_rate=0.1,
+    lr_scheduler_type="constant",
+    warmup_steps=0,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    eval_strategy="steps",
+    eval_steps=STEPS,
+    save_strategy="steps",
+    save_steps=STEPS,
+    save_only_model=True,
+    report_to="none",
+    skip_doctor=True,
 )
 RUN_NAMES = [f"sp{sp}_mb{micro}" for sp in (1, 2) for micro in (1, 2)]
 
@@ -43,12 +54,15 @@ def runs(stage):
     """name -> recipe overrides; each sp_size 2 run is compared with the sp_size 1 run of its micro batch. Padding-free
     rows (a micro batch is one row), except micro batch 2 under ZeRO-1: padded rows, 2 side by side, whose shards are
     not contiguous (ZeRO-1 and 2 share DeepSpeed's reduction code). ZeRO-3's sp_size 2 micro batch 2 tiles the MLP."""
-    overrides = {f"sp{sp}_mb{micro}": dict(sp_size=sp, per_device_train_batch_size=micro) for sp in (1, 2) for micro in (1, 2)}
+    overrides = {
+        f"sp{sp}_mb{micro}": dict(sp_size=sp, per_device_train_batch_size=micro) for sp in (1, 2) for micro in (1, 2)
+    }
     if stage == 1:
         overrides["sp1_mb2"]["padding_free"] = overrides["sp2_mb2"]["padding_free"] = False
     if stage == 3:
         overrides["sp2_mb2"]["tiled_mlp"] = True
     return overrides
+
 
 BAD_RECIPE = dict(sp_size=2, attn_implementation="eager")  # must stop before any weights load
 
@@ -68,18 +82,34 @@ def judge_rows(count, start):
 def sp_data(tmp_path_factory):
     directory = tmp_path_factory.mktemp("sp_data")
     metadata = {b"judge_sft.train_on": b"final"}
-    return (write_messages(directory / "train.parquet", judge_rows(TRAIN_ROWS, 0), metadata),
-            write_messages(directory / "val.parquet", judge_rows(VAL_ROWS, 100), metadata))
+    return (
+        write_messages(directory / "train.parquet", judge_rows(TRAIN_ROWS, 0), metadata),
+        write_messages(directory / "val.parquet", judge_rows(VAL_ROWS, 100), metadata),
+    )
 
 
 def launch_driver(config, jobs, directory):
     """One `accelerate launch` running `drive` over jobs [(recipe, error_file)]; returns its output."""
     spec = directory / "jobs.json"
     spec.write_text(json.dumps([[str(recipe), str(error_file)] for recipe, error_file in jobs]))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "accelerate_configs" / config),
-               str(Path(__file__).resolve()), str(spec)]
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900, cwd=REPO,
-                            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "accelerate_configs" / config),
+        str(Path(__file__).resolve()),
+        str(spec),
+    ]
+    result = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
     if result.returncode != 0:
         raise AssertionError(f"driver launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
     return result.stdout
@@ -93,15 +123,25 @@ def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
     jobs = []
     for name, overrides in runs(request.param).items():
         (directory / name).mkdir()
-        jobs.append((tiny_recipe(directory / name, tiny_model_dir, *sp_data, **RUN_SETTINGS, **overrides),
-                     directory / name / "error.txt"))
+        jobs.append(
+            (
+                tiny_recipe(directory / name, tiny_model_dir, *sp_data, **RUN_SETTINGS, **overrides),
+                directory / name / "error.txt",
+            )
+        )
     (directory / "bad").mkdir()
-    jobs.append((tiny_recipe(directory / "bad", tiny_model_dir, *sp_data, **RUN_SETTINGS, **BAD_RECIPE),
-                 directory / "bad" / "error.txt"))
+    jobs.append(
+        (
+            tiny_recipe(directory / "bad", tiny_model_dir, *sp_data, **RUN_SETTINGS, **BAD_RECIPE),
+            directory / "bad" / "error.txt",
+        )
+    )
     if request.param == 3:
         (directory / "sp2_resume").mkdir()
         settings = {**RUN_SETTINGS, **runs(3)["sp2_mb1"], "save_only_model": False}
-        stop = tiny_recipe(directory / "sp2_resume", tiny_model_dir, *sp_data, **{**settings, "max_steps": 1, "save_steps": 1})
+        stop = tiny_recipe(
+            directory / "sp2_resume", tiny_model_dir, *sp_data, **{**settings, "max_steps": 1, "save_steps": 1}
+        )
         stop = stop.rename(directory / "sp2_resume" / "stop.yaml")
         again = tiny_recipe(directory / "sp2_resume", tiny_model_dir, *sp_data, **settings)
         jobs += [(stop, directory / "sp2_resume" / "error.txt"), (again, directory / "sp2_resume" / "error.txt")]
@@ -117,6 +157,7 @@ def history(output_dir):
     return steps, evals
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("micro", [1, 2])
 def test_sp2_trains_like_sp1_step_by_step(stage_runs, micro):
     outputs, _, _ = stage_runs
@@ -130,6 +171,7 @@ def test_sp2_trains_like_sp1_step_by_step(stage_runs, micro):
     assert reference[-1]["loss"] < reference[0]["loss"] - 0.05  # the steps did train
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("micro", [1, 2])
 def test_sp2_ends_with_the_weights_of_sp1(stage_runs, micro, tiny_model_dir):
     outputs, _, _ = stage_runs
@@ -143,6 +185,7 @@ def test_sp2_ends_with_the_weights_of_sp1(stage_runs, micro, tiny_model_dir):
         assert torch.allclose(sequence_parallel[name], reference[name], rtol=0, atol=TOLERANCE), name
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("micro", [1, 2])
 def test_sp2_val_loss_equals_sp1(stage_runs, micro):
     outputs, _, _ = stage_runs
@@ -152,15 +195,20 @@ def test_sp2_val_loss_equals_sp1(stage_runs, micro):
     assert sequence_parallel[0] == pytest.approx(reference[0], abs=TOLERANCE)
 
 
+@pytest.mark.launch
 def test_batch_arithmetic_is_logged_with_sp(stage_runs):
     _, output, _ = stage_runs
     assert "world_size=2 sp_size=2 -> dp=1; global batch 4 = micro batch 1 x dp 1 x gradient accumulation 4" in output
     assert "world_size=2 sp_size=1 -> dp=2; global batch 4 = micro batch 1 x dp 2 x gradient accumulation 2" in output
 
 
+@pytest.mark.launch
 def test_eager_attention_is_refused_before_the_weights_load(stage_runs):
     _, _, bad = stage_runs
-    assert "sp_size 2 needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not eager" in (bad / "error.txt").read_text()
+    assert (
+        "sp_size 2 needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not eager"
+        in (bad / "error.txt").read_text()
+    )
     assert not (bad / "out" / "model.safetensors").exists()
 
 
@@ -170,18 +218,20 @@ def test_verdicts_lie_where_one_shard_trains_no_token(tiny_model_dir, sp_data):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from judge_sft.chat_templates import training_chat_template
-    from judge_sft.tokenization import tokenize_dataset
+    from judge_sft.data.tokenization import tokenize_dataset
+    from judge_sft.train.chat_templates import training_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    rows, _ = tokenize_dataset(Dataset.from_parquet(str(sp_data[0])), tokenizer, training_chat_template(tokenizer),
-                               MAX_LENGTH, "final")
+    rows, _ = tokenize_dataset(
+        Dataset.from_parquet(str(sp_data[0])), tokenizer, training_chat_template(tokenizer), MAX_LENGTH, "final"
+    )
     longest = max(len(ids) for ids in rows["input_ids"])
     for labels in rows["labels"]:
         trained = [position for position, label in enumerate(labels) if label != -100]
         assert trained and min(trained) > (longest + 1) // 2
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("stage_runs", [3], indirect=True, ids=["zero3"])
 def test_sp_run_resumed_mid_epoch_ends_like_an_uninterrupted_one(stage_runs):
     outputs, output, _ = stage_runs
@@ -192,7 +242,10 @@ def test_sp_run_resumed_mid_epoch_ends_like_an_uninterrupted_one(stage_runs):
     assert [entry["step"] for entry in steps] == [1, 2, 3]
     for before, after in zip(reference, steps):
         assert after["loss"] == pytest.approx(before["loss"], abs=TOLERANCE)
-    weights, reference_weights = load_file(resumed / "model.safetensors"), load_file(uninterrupted / "model.safetensors")
+    weights, reference_weights = (
+        load_file(resumed / "model.safetensors"),
+        load_file(uninterrupted / "model.safetensors"),
+    )
     for name in reference_weights:
         assert torch.allclose(weights[name], reference_weights[name], rtol=0, atol=TOLERANCE), name
 
@@ -213,26 +266,31 @@ def odd_heads_model(tmp_path_factory):
 ZERO3 = {"stage": 3}
 
 
-@pytest.mark.parametrize("sp_size, world_size, model, attention, zero, message", [
-    (3, 4, "tiny", "sdpa", ZERO3, "sp_size 3 does not divide the 4 launched processes"),
-    (2, 2, "tiny", "sdpa", None, "sp_size 2 is DeepSpeed-Ulysses sequence parallelism; launch with a DeepSpeed"),
-    (2, 2, "tiny", "sdpa", {"stage": 0}, "needs ZeRO stage 1, 2 or 3 (the accelerate config has 0)"),
-    (2, 2, "tiny", "sdpa", {"stage": 3, "reduce_scatter": False}, "with ZeRO-3 needs reduce_scatter: true"),
-    (2, 2, "tiny", "eager", ZERO3, "needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not eager"),
-    (2, 2, "tiny", None, ZERO3, "not unset"),
-    (2, 2, "tiny", "flex_attention", ZERO3, "attn_implementation flex_attention: Invalid sp_attn_implementation"),
-    (8, 8, "tiny", "sdpa", ZERO3, "4 attention heads are not divisible by sp_size 8"),
-    (2, 2, "odd", "sdpa", ZERO3, "3 key/value heads and sp_size 2: one must divide the other"),
-])
-def test_bad_sp_configs_fail_with_a_clear_error(sp_size, world_size, model, attention, zero, message, tiny_model_dir,
-                                               odd_heads_model):
+@pytest.mark.parametrize(
+    "sp_size, world_size, model, attention, zero, message",
+    [
+        (3, 4, "tiny", "sdpa", ZERO3, "sp_size 3 does not divide the 4 launched processes"),
+        (2, 2, "tiny", "sdpa", None, "sp_size 2 is DeepSpeed-Ulysses sequence parallelism; launch with a DeepSpeed"),
+        (2, 2, "tiny", "sdpa", {"stage": 0}, "needs ZeRO stage 1, 2 or 3 (the accelerate config has 0)"),
+        (2, 2, "tiny", "sdpa", {"stage": 3, "reduce_scatter": False}, "with ZeRO-3 needs reduce_scatter: true"),
+        (2, 2, "tiny", "eager", ZERO3, "needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not eager"),
+        (2, 2, "tiny", None, ZERO3, "not unset"),
+        (2, 2, "tiny", "flex_attention", ZERO3, "attn_implementation flex_attention: Invalid sp_attn_implementation"),
+        (8, 8, "tiny", "sdpa", ZERO3, "4 attention heads are not divisible by sp_size 8"),
+        (2, 2, "odd", "sdpa", ZERO3, "3 key/value heads and sp_size 2: one must divide the other"),
+    ],
+)
+def test_bad_sp_configs_fail_with_a_clear_error(
+    sp_size, world_size, model, attention, zero, message, tiny_model_dir, odd_heads_model
+):
     from trl import ModelConfig
 
     from judge_sft.errors import JudgeSFTError
-    from judge_sft.sequence_parallel import check_config
+    from judge_sft.train.sequence_parallel import check_config
 
-    model_args = ModelConfig(model_name_or_path=str(tiny_model_dir if model == "tiny" else odd_heads_model),
-                             attn_implementation=attention)
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_model_dir if model == "tiny" else odd_heads_model), attn_implementation=attention
+    )
     with pytest.raises(JudgeSFTError) as error:
         check_config(sp_size, world_size, model_args, zero)
     assert message in str(error.value)
@@ -242,17 +300,22 @@ def test_bad_sp_configs_fail_with_a_clear_error(sp_size, world_size, model, atte
 def test_good_sp_configs_pass(sp_size, stage, tiny_model_dir):
     from trl import ModelConfig
 
-    from judge_sft.sequence_parallel import check_config
+    from judge_sft.train.sequence_parallel import check_config
 
     # 4 heads, 2 kv heads: sp 2 splits both; sp 4 splits the heads and replicates the kv heads
-    check_config(sp_size, 4, ModelConfig(model_name_or_path=str(tiny_model_dir), attn_implementation="sdpa"), {"stage": stage})
+    check_config(
+        sp_size, 4, ModelConfig(model_name_or_path=str(tiny_model_dir), attn_implementation="sdpa"), {"stage": stage}
+    )
 
 
 def test_left_padded_batches_are_refused():
     from judge_sft.errors import JudgeSFTError
-    from judge_sft.sequence_parallel import SPBatches
+    from judge_sft.train.sequence_parallel import SPBatches
 
-    batch = {"input_ids": torch.tensor([[0, 5, 6, 7], [4, 5, 6, 7]]), "attention_mask": torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])}
+    batch = {
+        "input_ids": torch.tensor([[0, 5, 6, 7], [4, 5, 6, 7]]),
+        "attention_mask": torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]),
+    }
     with pytest.raises(JudgeSFTError, match="needs batches padded on the right"):
         SPBatches([batch], group=None, sp_size=2, pad_token_id=0).even(batch)
 
@@ -263,7 +326,7 @@ def test_left_padded_batches_are_refused():
 def test_tiled_mlp_leaves_loss_and_gradients_unchanged(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from judge_sft.sequence_parallel import tile_mlp
+    from judge_sft.train.tiled_mlp import tile_mlp
 
     torch.manual_seed(0)
     input_ids = torch.randint(0, 1000, (2, 200))  # 200 tokens / hidden 64 -> 4 tiles per MLP call

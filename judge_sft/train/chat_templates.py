@@ -5,7 +5,7 @@ Assistant-only loss needs `{% generation %}` markers. TRL ships marked "training
 template that Qwen3 checkpoints were released with predates the text TRL knows (it differs only in how non-string
 content is handled), so TRL refuses it. We map that stock text to TRL's Qwen3 training template, which renders
 string-content conversations identically except that every assistant turn carries its `<think>...</think>` block
-(empty for data without reasoning) -- see README "What the model is trained to emit".
+(empty for data without reasoning) -- see docs/training.md "What the model is trained to emit".
 """
 
 import hashlib

@@ -1,7 +1,6 @@
 """Recipe parsing: one YAML recipe + `--key value` overrides -> (JudgeArguments, SFTConfig, ModelConfig).
 
-TRL's own parser does the work. Two things are added on top: a misspelt key is an error that names it and suggests
-the closest valid key, and the gradient accumulation is derived from the global batch size.
+TRL's own parser does the work; on top, a misspelt key is an error that names it and suggests the closest valid key.
 """
 
 import dataclasses
@@ -14,6 +13,7 @@ import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.train.launch import launched_world_size
 
 
 @dataclass
@@ -24,14 +24,16 @@ class JudgeArguments:
     val_file: str | None = field(default=None, metadata={"help": "messages Parquet for val/loss (VAL_FILE)"})
     messages_key: str = field(default="messages", metadata={"help": "column holding the chat messages"})
     total_batch_size: int = field(
-        default=96, metadata={"help": "global sequences per optimizer step (TOTAL_BATCH_SIZE); sets gradient accumulation"}
+        default=96,
+        metadata={"help": "global sequences per optimizer step (TOTAL_BATCH_SIZE); sets gradient accumulation"},
     )
     sp_size: int = field(default=1, metadata={"help": "Ulysses sequence-parallel size (SP_SIZE); 1 = off"})
     tiled_mlp: bool = field(
         default=False, metadata={"help": "ALST tiled MLP: compute each MLP over sequence tiles (long context memory)"}
     )
     cpu_offload: bool = field(
-        default=False, metadata={"help": "offload optimizer and parameters to CPU; launch with accelerate_configs/zero3_offload.yaml"}
+        default=False,
+        metadata={"help": "offload optimizer and parameters to CPU; launch with accelerate_configs/zero3_offload.yaml"},
     )
     train_on: str = field(
         default="auto",
@@ -112,52 +114,3 @@ def parse_recipe(argv, for_launch=True):
     if not judge_args.train_file:
         raise JudgeSFTError("recipe: `train_file` is required")
     return judge_args, training_args, model_args
-
-
-@dataclass
-class BatchPlan:
-    world_size: int
-    sp_size: int
-    dp: int
-    per_device_batch: int
-    grad_accum: int
-    total_batch_size: int
-
-    def describe(self):
-        return (
-            f"world_size={self.world_size} sp_size={self.sp_size} -> dp={self.dp}; global batch {self.total_batch_size} "
-            f"= micro batch {self.per_device_batch} x dp {self.dp} x gradient accumulation {self.grad_accum}"
-        )
-
-
-def plan_batch(total_batch_size, per_device_batch, world_size, sp_size):
-    """dp = world_size / sp_size; accumulation = total / (micro x dp), which must come out whole."""
-    if sp_size < 1 or world_size % sp_size:
-        raise JudgeSFTError(f"recipe: world size {world_size} is not divisible by sp_size {sp_size}")
-    dp = world_size // sp_size
-    sequences_per_micro_step = per_device_batch * dp
-    if total_batch_size % sequences_per_micro_step:
-        raise JudgeSFTError(
-            f"recipe: total_batch_size {total_batch_size} is not a multiple of per_device_train_batch_size "
-            f"{per_device_batch} x dp {dp} (= world_size {world_size} / sp_size {sp_size}) = {sequences_per_micro_step}; "
-            f"gradient accumulation would be {total_batch_size / sequences_per_micro_step:g}"
-        )
-    return BatchPlan(world_size, sp_size, dp, per_device_batch, total_batch_size // sequences_per_micro_step, total_batch_size)
-
-
-def launched_world_size():
-    """Processes in this launch, as accelerate / torchrun tell every rank."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def check_cpu_offload(cpu_offload, deepspeed_config):
-    """The recipe's `cpu_offload` must match the DeepSpeed config accelerate launched with: the launch fixes it before
-    run.py starts, so run.py can only refuse a mismatch (and name the config that matches)."""
-    zero = (deepspeed_config or {}).get("zero_optimization", {})
-    offloaded = zero.get("offload_optimizer", {}).get("device", "none") not in ("none", None)
-    if cpu_offload and not offloaded:
-        raise JudgeSFTError("recipe: cpu_offload is true but the launch's DeepSpeed config keeps optimizer states on the "
-                            "GPU; launch with --config_file accelerate_configs/zero3_offload.yaml")
-    if offloaded and not cpu_offload:
-        raise JudgeSFTError("recipe: cpu_offload is false but the launch's DeepSpeed config offloads to CPU; set "
-                            "`cpu_offload: true` or launch with accelerate_configs/zero3.yaml")

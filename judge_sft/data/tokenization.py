@@ -51,21 +51,32 @@ def tokenize_messages(messages, tokenizer, chat_template, max_length, train_on, 
 
 
 def tokenize_dataset(
-    dataset, tokenizer, chat_template, max_length, train_on, messages_key="messages", truncation_mode="keep_start", num_proc=None
+    dataset,
+    tokenizer,
+    chat_template,
+    max_length,
+    train_on,
+    messages_key="messages",
+    truncation_mode="keep_start",
+    num_proc=None,
 ):
     """Tokenise a datasets.Dataset of conversations. Returns (trainable dataset, number of rows dropped because
     truncation cut off every trained token)."""
     settings = (chat_template, max_length, train_on, messages_key, truncation_mode)
     fingerprint = cache_fingerprint(dataset, tokenizer, settings)
     tokenized = dataset.map(
-        lambda row: tokenize_messages(row[messages_key], tokenizer, chat_template, max_length, train_on, truncation_mode),
+        lambda row: tokenize_messages(
+            row[messages_key], tokenizer, chat_template, max_length, train_on, truncation_mode
+        ),
         remove_columns=dataset.column_names,
         num_proc=num_proc,
         desc="Tokenizing",
         new_fingerprint=fingerprint,
     )
     trainable = tokenized.filter(
-        lambda row: row["num_loss_tokens"] > 0, num_proc=num_proc, desc="Dropping rows with no trained token",
+        lambda row: row["num_loss_tokens"] > 0,
+        num_proc=num_proc,
+        desc="Dropping rows with no trained token",
         new_fingerprint=f"{fingerprint}-trainable",
     )
     return trainable, len(tokenized) - len(trainable)

@@ -1,17 +1,13 @@
-"""`judge-sft plot OUTPUT_DIR [-o PNG]`: train and val loss against step, lr on a second axis, as the cookbook's curve.
+"""The loss curve of a run: train and val loss against step, lr on a second axis, as a PNG (`judge-sft plot`, and
+the model card). Read from OUTPUT_DIR/trainer_state.json, or the newest complete checkpoint's while a run is going."""
 
-Read from OUTPUT_DIR/trainer_state.json, or from the newest complete checkpoint-*/trainer_state.json while a run is
-still going. The trainer logs `loss`, `lr` (transformers' `learning_rate`, renamed in judge_sft/trainer.py) and
-`eval_loss`; `learning_rate` is read too, for runs of the stock Trainer. The model card shows this PNG (judge_sft/hub.py).
-"""
-
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from judge_sft.checkpoints import TRAINER_STATE_NAME, last_complete_checkpoint
 from judge_sft.errors import JudgeSFTError
+from judge_sft.files import write_atomically
+from judge_sft.train.checkpoints import TRAINER_STATE_NAME, last_complete_checkpoint
 
 PLOT_NAME = "loss_curve.png"
 MARKERS_UP_TO = 60  # points per series; beyond that markers only clutter the line
@@ -47,9 +43,13 @@ def read_log_history(state_path):
 
 def curves(history):
     """Metric -> [(step, value), ...], under the cookbook's names."""
+
     def points(*keys):
-        return [(entry["step"], next(entry[key] for key in keys if key in entry))
-                for entry in history if "step" in entry and any(key in entry for key in keys)]
+        return [
+            (entry["step"], next(entry[key] for key in keys if key in entry))
+            for entry in history
+            if "step" in entry and any(key in entry for key in keys)
+        ]
 
     return {"train/loss": points("loss"), "val/loss": points("eval_loss"), "train/lr": points("lr", "learning_rate")}
 
@@ -59,7 +59,6 @@ def draw(series, title, png_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=110, layout="constrained")
@@ -67,7 +66,9 @@ def draw(series, title, png_path):
     for name, color in (("train/loss", "tab:blue"), ("val/loss", "tab:orange")):
         if series[name]:
             marker = "o" if len(series[name]) <= MARKERS_UP_TO or name == "val/loss" else None
-            lines += loss_axis.plot(*zip(*series[name]), color=color, marker=marker, markersize=3, linewidth=1.5, label=name)
+            lines += loss_axis.plot(
+                *zip(*series[name]), color=color, marker=marker, markersize=3, linewidth=1.5, label=name
+            )
     loss_axis.set_xlabel("step")
     loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.set_ylabel("loss")
@@ -77,18 +78,14 @@ def draw(series, title, png_path):
         lines += lr_axis.plot(*zip(*series["train/lr"]), color="grey", linestyle="--", linewidth=1, label="train/lr")
         lr_axis.set_ylabel("lr")
         lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center", ncols=len(lines), frameon=False)
+    figure.legend(
+        lines, [line.get_label() for line in lines], loc="outside lower center", ncols=len(lines), frameon=False
+    )
     loss_axis.set_title(title)
-    descriptor, partial = tempfile.mkstemp(prefix=f".{png_path.name}.", suffix=".png", dir=png_path.parent)
-    os.close(descriptor)
-    try:
-        figure.savefig(partial, format="png")
-        os.chmod(partial, 0o644)
-        os.replace(partial, png_path)  # never a half-written PNG where the model card points
-    finally:
-        plt.close(figure)
-        if os.path.exists(partial):
-            os.remove(partial)
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    plt.close(figure)
+    write_atomically(png_path, png.getvalue())  # never a half-written PNG where the model card points
 
 
 def plot_losses(output_dir, png_path=None):
@@ -101,13 +98,3 @@ def plot_losses(output_dir, png_path=None):
     png_path.parent.mkdir(parents=True, exist_ok=True)
     draw(series, Path(output_dir).resolve().name, png_path)
     return png_path
-
-
-def add_arguments(parser):
-    parser.add_argument("output_dir", type=Path, help="a run's output_dir (or one checkpoint-* folder)")
-    parser.add_argument("-o", "--output", type=Path, help=f"PNG to write (default: OUTPUT_DIR/{PLOT_NAME})")
-
-
-def main(args):
-    print(f"loss curve written to {plot_losses(args.output_dir, args.output)}")
-    return 0

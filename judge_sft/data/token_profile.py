@@ -5,16 +5,13 @@ Training tokenises with `tokenization.tokenize_dataset` at the recipe's max_leng
 lie. Cutting those at a max_length gives exactly what training keeps (tests/test_plan.py checks the parity).
 """
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from judge_sft.chat_templates import training_chat_template
-from judge_sft.data_format import resolve_train_on
-from judge_sft.errors import JudgeSFTError
-from judge_sft.tokenization import IGNORE_INDEX, tokenize_messages
+from judge_sft.data.messages import read_conversations, resolve_train_on
+from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
+from judge_sft.train.chat_templates import training_chat_template
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,9 @@ class TokenProfile:
 
     def at(self, max_length):
         lengths = self.num_tokens if max_length is None else np.minimum(self.num_tokens, max_length)
-        trained = np.array([self._trained_in_window(row, max_length) for row in range(len(self.num_tokens))], dtype=np.int64)
+        trained = np.array(
+            [self._trained_in_window(row, max_length) for row in range(len(self.num_tokens))], dtype=np.int64
+        )
         total_trained = np.array([int((ends - starts).sum()) for starts, ends in zip(self.span_starts, self.span_ends)])
         kept = trained > 0
         return Truncation(
@@ -77,15 +76,10 @@ def trained_spans(labels):
 def profile_file(path, judge_args, training_args, tokenizer):
     """Tokenise `path` row by row with training's function and settings (training chat template, train_on,
     messages_key). Not through `datasets.map`: its fingerprint pickles the tokenizer, seconds per call."""
-    if not os.path.isfile(path):
-        raise JudgeSFTError(f"{path}: no such file")
+    conversations = read_conversations(path, judge_args.messages_key)
     train_on = resolve_train_on(judge_args.train_on, path)
-    table = pq.read_table(path)
-    if judge_args.messages_key not in table.column_names:
-        raise JudgeSFTError(f"{path}: no `{judge_args.messages_key}` column (columns: {', '.join(table.column_names)})")
     template = training_chat_template(tokenizer)
     num_tokens, span_starts, span_ends = [], [], []
-    conversations = table.column(judge_args.messages_key).to_pylist()
     for messages in conversations:
         row = tokenize_messages(messages, tokenizer, template, None, train_on, training_args.truncation_mode)
         if row["num_loss_tokens"]:  # as tokenize_dataset: a row without a trained token is dropped

@@ -1,16 +1,16 @@
-"""TRL's SFTTrainer, with the cookbook's metric names."""
+"""TRL's SFTTrainer, with evaluation after the last step, the SP hooks, and judge-sft's model card and Hub push."""
 
 import logging
 import os
 from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.integrations import integration_utils
 from trl import SFTTrainer
 
-from judge_sft import sequence_parallel
-from judge_sft.checkpoints import TRAINER_STATE_NAME
-from judge_sft.hub import describe_failure, prepare_repo, push_folder, write_model_card
+from judge_sft.hub.card import write_model_card
+from judge_sft.hub.upload import describe_failure, prepare_repo, push_folder
+from judge_sft.train import sequence_parallel
+from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 
 logger = logging.getLogger("judge_sft")
 
@@ -29,12 +29,7 @@ class JudgeSFTTrainer(SFTTrainer):
         self.add_callback(EvaluateAtEnd)
         self.sp = sequence_parallel.attach(self)  # None unless the recipe's sp_size > 1
 
-    def log(self, logs, start_time=None):
-        if "learning_rate" in logs:  # the cookbook plots `train/lr`
-            logs["lr"] = logs.pop("learning_rate")
-        super().log(logs, start_time)
-
-    # ---- Sequence parallelism (judge_sft/sequence_parallel.py): sp_size 1 keeps TRL's path
+    # ---- Sequence parallelism (judge_sft/train/sequence_parallel.py): sp_size 1 keeps TRL's path
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.sp:
@@ -50,7 +45,7 @@ class JudgeSFTTrainer(SFTTrainer):
         loader = super().get_eval_dataloader(eval_dataset)
         return self.sp.shard(loader) if self.sp else loader
 
-    # ---- Hub: judge-sft's card, repo and push (judge_sft/hub.py) in place of TRL's and transformers' own
+    # ---- Hub: judge-sft's card, repo and push (judge_sft/hub/) in place of TRL's and transformers' own
 
     def create_model_card(self, *args, **kwargs):
         """TRL writes its generic card into output_dir at every checkpoint save, and transformers pushes output_dir:
@@ -76,29 +71,27 @@ class JudgeSFTTrainer(SFTTrainer):
                 job.judge_sft_watched = True
                 job.add_done_callback(_warn_on_failed_push)
 
-    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, private=None,
-                    **kwargs):
+    def push_to_hub(
+        self, commit_message="End of training", blocking=True, token=None, revision=None, private=None, **kwargs
+    ):
         """Upload output_dir as save_model left it (no second ZeRO-3 gather), never optimizer state or partitioned
         shards; main process only. A failure raises JudgeSFTError naming the `judge-sft push` that completes it."""
         if not self.is_world_process_zero():
             return None
         self._finish_current_push()
         self.create_model_card()
-        return push_folder(self.args.output_dir, self.hub_model_id, private=self.args.hub_private_repo,
-                           revision=revision or self.args.hub_revision, commit_message=commit_message)
-
-
-def _cookbook_metric_names(logs):
-    """transformers' reporters (wandb, tensorboard, trackio, ...) share `rewrite_logs`, which files `eval_*` under
-    `eval/`; the cookbook's dashboards read `val/loss`. Patched here, once, for every reporter."""
-    return {key.replace("eval/", "val/", 1): value for key, value in _stock_rewrite_logs(logs).items()}
+        return push_folder(
+            self.args.output_dir,
+            self.hub_model_id,
+            private=self.args.hub_private_repo,
+            revision=revision or self.args.hub_revision,
+            commit_message=commit_message,
+        )
 
 
 def _warn_on_failed_push(job):
     if job.exception() is not None:
-        logger.warning(f"a checkpoint push to the Hub failed: {describe_failure(job.exception())}; the next save or "
-                       "the push at the end of training uploads the output directory again")
-
-
-_stock_rewrite_logs = integration_utils.rewrite_logs
-integration_utils.rewrite_logs = _cookbook_metric_names
+        logger.warning(
+            f"a checkpoint push to the Hub failed: {describe_failure(job.exception())}; the next save or "
+            "the push at the end of training uploads the output directory again"
+        )

@@ -2,25 +2,33 @@
 
 Every row is checked on the way in; a bad one raises JudgeSFTError naming the file and the line (JSONL, 1-based)
 or row (Parquet and Hub, 0-based index).
+The columns, the Row type and those per-row checks live in helpsteer2_rows.
 """
 
 import gzip
-import json
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from judge_sft.data.helpsteer2_rows import (  # noqa: F401 - MAX_SCORE, MIN_SCORE, SCORE_COLUMNS, TEXT_COLUMNS: re-exported
+    COLUMNS,
+    MAX_SCORE,
+    MIN_SCORE,
+    SCORE_COLUMNS,
+    TEXT_COLUMNS,
+    Row,
+    check_columns,
+    one_line,
+    row_from_json,
+    rows_from_batches,
+    rows_if_clean,
+)
 from judge_sft.errors import JudgeSFTError
-
-TEXT_COLUMNS = ("prompt", "response")
-SCORE_COLUMNS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
-COLUMNS = TEXT_COLUMNS + SCORE_COLUMNS
-MIN_SCORE, MAX_SCORE = 0, 4
 
 # A multi-turn prompt: the first user turn has no marker; each later turn starts with exactly one of these.
 ASSISTANT_MARKER = "\n<extra_id_1>Assistant\n"
@@ -34,13 +42,6 @@ PARQUET_BATCH_ROWS = 4096
 READ_CHUNK_BYTES = 256 << 10
 PARSE_BLOCK_BYTES = 4 << 20
 JSON_BLOCK_BYTES = 1 << 20  # pyarrow parses blocks of this size in parallel; a longer line takes the line-by-line path
-
-
-class Row(NamedTuple):
-    source_row: int  # JSONL: 1-based line number; Parquet / Hub: 0-based row index
-    prompt: str
-    response: str
-    scores: tuple  # ints, in SCORE_COLUMNS order
 
 
 class MalformedTurns(ValueError):
@@ -98,7 +99,7 @@ class FileSource:
 
     def rows(self) -> Iterator[Row]:
         count = 0
-        for count, row in enumerate(self._read(), 1):
+        for count, row in enumerate(self._read(), 1):  # noqa: B007 - read after the loop
             yield row
         if count == 0:
             raise JudgeSFTError(f"{self.name}: no rows (empty input)")
@@ -108,7 +109,7 @@ class JsonlSource(FileSource):
     def _read(self) -> Iterator[Row]:
         lines_read = 0
         try:
-            for numbers, lines, lines_read in _line_blocks(self.path):
+            for numbers, lines, lines_read in _line_blocks(self.path):  # noqa: B007 - read after the loop
                 yield from _rows_from_json_lines(self.name, numbers, lines)
         except (gzip.BadGzipFile, EOFError, zlib.error) as error:
             where = f"after line {lines_read}" if lines_read else "at the start"
@@ -164,13 +165,14 @@ def _rows_from_json_lines(name: str, numbers: list[int], lines: list[bytes]) -> 
     if not lines:
         return []
     try:
-        table = pa_json.read_json(pa.py_buffer(b"\n".join(lines)),
-                                  read_options=pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES))
-        rows = _rows_if_clean(table, numbers)
+        table = pa_json.read_json(
+            pa.py_buffer(b"\n".join(lines)), read_options=pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES)
+        )
+        rows = rows_if_clean(table, numbers)
     except pa.ArrowInvalid:
         rows = None
     if rows is None:
-        rows = [_row_from_json(line, f"{name} line {number}", number) for number, line in zip(numbers, lines)]
+        rows = [row_from_json(line, f"{name} line {number}", number) for number, line in zip(numbers, lines)]
     return rows
 
 
@@ -180,27 +182,27 @@ class ParquetSource(FileSource):
         try:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
-            raise JudgeSFTError(f"{self.name}: not a readable Parquet file ({_one_line(error)})") from error
-        _check_columns(self.name, self._file.schema_arrow.names)
+            raise JudgeSFTError(f"{self.name}: not a readable Parquet file ({one_line(error)})") from error
+        check_columns(self.name, self._file.schema_arrow.names)
         self.num_rows = self._file.metadata.num_rows
 
     def _read(self) -> Iterator[Row]:
         batches = self._file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(COLUMNS))
-        return _rows_from_batches(self.name, batches)
+        return rows_from_batches(self.name, batches)
 
 
 class TableSource:
     """One split of a dataset loaded through `datasets` (held as an Arrow table)."""
 
     def __init__(self, name: str, split: str, table: pa.Table):
-        _check_columns(name, table.column_names)
+        check_columns(name, table.column_names)
         self.name, self.split, self.num_rows = name, split, table.num_rows
         self._table = table
 
     def rows(self) -> Iterator[Row]:
         if self.num_rows == 0:
             raise JudgeSFTError(f"{self.name}: no rows (empty input)")
-        return _rows_from_batches(self.name, self._table.select(list(COLUMNS)).to_batches(PARQUET_BATCH_ROWS))
+        return rows_from_batches(self.name, self._table.select(list(COLUMNS)).to_batches(PARQUET_BATCH_ROWS))
 
 
 def file_sources(paths) -> list[FileSource]:
@@ -229,94 +231,9 @@ def hub_sources(dataset_name: str) -> list[TableSource]:
         splits = datasets.load_dataset(dataset_name)
     except Exception as error:  # offline, unknown name, gated: datasets raises many types; all mean "cannot load"
         raise JudgeSFTError(
-            f"{dataset_name}: cannot load from the Hugging Face Hub ({type(error).__name__}: {_one_line(error)}); "
+            f"{dataset_name}: cannot load from the Hugging Face Hub ({type(error).__name__}: {one_line(error)}); "
             "download train.jsonl.gz and validation.jsonl.gz and pass them with --input"
         ) from error
     return [
-        TableSource(f"{dataset_name}:{split}", split_of(split), dataset.data.table)
-        for split, dataset in splits.items()
+        TableSource(f"{dataset_name}:{split}", split_of(split), dataset.data.table) for split, dataset in splits.items()
     ]
-
-
-# ---------------------------------------------------------------------------------------------------- row checks
-
-
-def _row_from_json(line: bytes, where: str, source_row: int) -> Row:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise JudgeSFTError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
-    except UnicodeDecodeError as error:
-        raise JudgeSFTError(f"{where}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
-    if not isinstance(record, dict):
-        raise JudgeSFTError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    missing = [column for column in COLUMNS if column not in record]
-    if missing:
-        raise JudgeSFTError(f"{where}: missing column {missing[0]!r}")
-    return _checked_row(record, where, source_row)
-
-
-def _rows_from_batches(name: str, batches) -> Iterator[Row]:
-    index = 0
-    try:
-        for batch in batches:
-            numbers = range(index, index + batch.num_rows)
-            rows = _rows_if_clean(batch, numbers)
-            if rows is None:
-                columns = [batch.column(column).to_pylist() for column in COLUMNS]
-                rows = [_checked_row(dict(zip(COLUMNS, values)), f"{name} row {number}", number)
-                        for number, values in zip(numbers, zip(*columns))]
-            yield from rows
-            index += batch.num_rows
-    except (pa.ArrowException, OSError) as error:
-        raise JudgeSFTError(f"{name} row {index}: cannot read Parquet data ({_one_line(error)})") from error
-
-
-def _rows_if_clean(table, numbers) -> list[Row] | None:
-    """The rows of a table or batch whose columns all have the right types, no nulls and scores in range
-    (checked per column, which is fast); None when any row needs the per-row checks and their messages."""
-    names = table.schema.names
-    if table.num_rows != len(numbers) or any(column not in names for column in COLUMNS):
-        return None
-    columns = {column: table.column(column) for column in COLUMNS}
-    if any(column.null_count for column in columns.values()):
-        return None
-    if not all(pa.types.is_string(columns[name].type) or pa.types.is_large_string(columns[name].type)
-               for name in TEXT_COLUMNS):
-        return None
-    if not all(pa.types.is_integer(columns[name].type) for name in SCORE_COLUMNS):
-        return None
-    scores = [columns[name].to_pylist() for name in SCORE_COLUMNS]
-    if table.num_rows and (min(map(min, scores)) < MIN_SCORE or max(map(max, scores)) > MAX_SCORE):
-        return None
-    prompts, responses = (columns[name].to_pylist() for name in TEXT_COLUMNS)
-    return list(map(Row, numbers, prompts, responses, zip(*scores)))
-
-
-def _checked_row(record: dict, where: str, source_row: int) -> Row:
-    for column in TEXT_COLUMNS:
-        value = record[column]
-        if value is None:
-            raise JudgeSFTError(f"{where}: {column} is null")
-        if not isinstance(value, str):
-            raise JudgeSFTError(f"{where}: {column} is not a string (got {type(value).__name__})")
-    scores = tuple(record[column] for column in SCORE_COLUMNS)
-    for column, score in zip(SCORE_COLUMNS, scores):
-        if score is None:
-            raise JudgeSFTError(f"{where}: {column} is null")
-        if type(score) is not int:  # bool is an int subclass; 3.0 and "3" are not scores either
-            raise JudgeSFTError(f"{where}: {column} is not an integer (got {score!r})")
-        if not MIN_SCORE <= score <= MAX_SCORE:
-            raise JudgeSFTError(f"{where}: {column} is {score}, outside {MIN_SCORE}-{MAX_SCORE}")
-    return Row(source_row, record["prompt"], record["response"], scores)
-
-
-def _check_columns(name: str, present) -> None:
-    missing = [column for column in COLUMNS if column not in present]
-    if missing:
-        raise JudgeSFTError(f"{name}: missing column {missing[0]!r} (columns: {', '.join(present)})")
-
-
-def _one_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

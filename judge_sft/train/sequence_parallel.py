@@ -1,47 +1,25 @@
-"""DeepSpeed-Ulysses sequence parallelism from the recipe's `sp_size`, computing what sp_size 1 computes.
+"""DeepSpeed-Ulysses sequence parallelism from the recipe's `sp_size`, computing exactly what sp_size 1 computes.
 
-sp_size 1 runs none of this. sp_size > 1 puts accelerate's `ParallelismConfig(sp_backend="deepspeed")` on the SFTConfig:
-accelerate then registers DeepSpeed's `UlyssesSPAttentionHF` and builds the SP groups, and transformers wraps the train
-loader in DeepSpeed's `UlyssesSPDataLoaderAdapter`. What that stock stack gets wrong for judge-sft is fixed here:
-
-- gradients: the stock SP loss gives each rank the SP group's loss through a differentiable all_gather, whose backward
-  sums over the SP ranks, so the group's gradients add up to sp_size x the true ones. ZeRO-3 (reduce-scatter) divides
-  the sequence-data-parallel sum by all sp x dp ranks and comes out right; ZeRO-1/2 divide by dp only and come out
-  sp_size x too large (so does grad_norm, and clipping acts at the wrong norm). `SequenceParallel.compute_loss`
-  differentiates only each rank's own shard, scaled by the divisor of the ZeRO stage in use (`gradient_divisor`).
-- the loss is TRL's at sp_size 1: summed over every trained token of the accumulated global batch and divided by their
-  count, not an average of per-micro-batch means (transformers' SP path) nor of per-shard means.
-- validation: accelerate asks DeepSpeed to skip SP in eval and transformers never shards eval batches, so val/loss at
-  long context would run out of memory; here eval batches are sharded and the loss reduced over the SP group too.
-- batches: TRL's padding-free varlen metadata is dropped (it cannot be sharded along the sequence), lengths are padded on
-  the right to a length all SP ranks share (a multiple of sp_size: gloo gathers equal sizes only), shards are made
-  contiguous (slices of a micro batch > 1 are not), and a padding-free row of batch size 1 is accepted (DeepSpeed
-  fixes the batch size at the train micro batch).
-- attention: Ulysses drops the model's mask and keeps position_ids; flash attention finds the documents of a
-  padding-free row from them, sdpa would attend across documents, so for sdpa the block-causal mask is rebuilt.
-- resume: transformers skips the trained batches of the epoch with accelerate's skip_first_batches, which cannot see
-  through DeepSpeed's adapter; the SP loader skips its own micro batches.
-
-The ALST tiled MLP (`tiled_mlp: true`) is here too. Tiled logits + loss needs no key: TRL's fused LM head never builds
-the [tokens, vocab] logits (4096-token x 32768-vocab tiles), with or without SP.
+sp_size 1 runs none of this. What the stock accelerate + DeepSpeed + transformers stack gets wrong for judge-sft, and
+how this module fixes it (gradients under ZeRO-1/2, the loss normaliser, SP in eval, padding-free batches, resume), is
+in docs/sequence_parallelism.md.
 """
 
-import functools
 import math
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import transformers.trainer
-from accelerate import ParallelismConfig, skip_first_batches
+from accelerate import ParallelismConfig
 from accelerate.utils import DeepSpeedSequenceParallelConfig
-from deepspeed.runtime.sequence_parallel.ulysses_sp import TiledMLP, UlyssesSPAttentionHF, UlyssesSPDataLoaderAdapter
+from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
 from deepspeed.utils import groups
-from transformers import AutoConfig
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import find_packed_sequence_indices
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.train.launch import sp_heads_problem
+from judge_sft.train.model_config import load_model_config
 
 # Keys of TRL's padding-free batches that describe the whole row, not one position each: they cannot be sharded along
 # the sequence. Flash attention finds the documents from the gathered position_ids instead.
@@ -68,16 +46,6 @@ def configure(judge_args, training_args, model_args, world_size):
             sp_seq_length_is_variable=True, sp_attn_implementation=model_args.attn_implementation
         ),
     )
-    _adapt_ulysses_attention()
-    transformers.trainer.skip_first_batches = _skip_first_batches
-
-
-def _skip_first_batches(loader, num_batches=0):
-    """Resuming mid-epoch, transformers skips the trained batches with accelerate's skip_first_batches, which rebuilds a
-    plain DataLoader from the loader's sampler: a ShardedLoader has none, and skips its own micro batches instead."""
-    if isinstance(loader, ShardedLoader):
-        return loader.skip_first(num_batches)
-    return skip_first_batches(loader, num_batches)
 
 
 def check_config(sp_size, world_size, model_args, zero_optimization):
@@ -112,41 +80,10 @@ def check_config(sp_size, world_size, model_args, zero_optimization):
         raise JudgeSFTError(f"recipe: attn_implementation {attention}: {error}")
 
     model = model_args.model_name_or_path
-    config = AutoConfig.from_pretrained(model, revision=model_args.model_revision).get_text_config()
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    if heads % sp_size:
-        raise JudgeSFTError(f"{model}: {heads} attention heads are not divisible by sp_size {sp_size}")
-    if kv_heads % sp_size and sp_size % kv_heads:
-        raise JudgeSFTError(
-            f"{model}: {kv_heads} key/value heads and sp_size {sp_size}: one must divide the other (Ulysses splits "
-            "the kv heads over the SP ranks, or replicates them)"
-        )
-
-
-def _adapt_ulysses_attention():
-    """Wrap DeepSpeed's UlyssesSPAttentionHF.forward, once, for judge-sft's batches:
-    - SP in eval too: accelerate registers it with disable_in_eval, but judge-sft shards eval batches as well;
-    - the batch size of each call (accelerate fixes the train micro batch; a padding-free row is one, eval differs);
-    - sdpa gets the block-causal mask back (`sdpa_with_document_mask`)."""
-    stock_forward = UlyssesSPAttentionHF.forward
-    if getattr(stock_forward, "judge_sft", False):
-        return
-
-    @functools.wraps(stock_forward)
-    def forward(self, module, query, key, value, attention_mask, *args, **kwargs):
-        self.disable_in_eval = False
-        if self.attn is sdpa_attention_forward:
-            self.attn = sdpa_with_document_mask
-        batch_size = query.shape[0]
-        if batch_size != self.batch_size:
-            self.batch_size = batch_size
-            for name in ("required_query_shape", "required_key_value_shape", "required_context_shape"):
-                shape = getattr(self, name)
-                setattr(self, name, torch.Size([shape[0], batch_size, *shape[2:]]))
-        return stock_forward(self, module, query, key, value, attention_mask, *args, **kwargs)
-
-    forward.judge_sft = True
-    UlyssesSPAttentionHF.forward = forward
+    config = load_model_config(model_args).get_text_config()
+    problem = sp_heads_problem(config.num_attention_heads, config.num_key_value_heads, sp_size)
+    if problem:
+        raise JudgeSFTError(f"{model}: {problem}")
 
 
 def sdpa_with_document_mask(module, query, key, value, attention_mask, position_ids=None, **kwargs):
@@ -189,8 +126,11 @@ class SequenceParallel:
     def shard(self, loader):
         """A loader whose every batch is processed by the whole SP group, one sequence shard per rank."""
         return ShardedLoader(
-            loader, SPBatches(loader, self.group, self.sp_size, self.trainer.data_collator.pad_token_id),
-            sp_rank=groups._get_sequence_parallel_rank(), sp_group=self.group, sp_world_size=self.sp_size,
+            loader,
+            SPBatches(loader, self.group, self.sp_size, self.trainer.data_collator.pad_token_id),
+            sp_rank=groups._get_sequence_parallel_rank(),
+            sp_group=self.group,
+            sp_world_size=self.sp_size,
             device=self.trainer.accelerator.device,
         )
 
@@ -238,7 +178,9 @@ class SequenceParallel:
             if "attention_mask" in inputs:  # padded rows: the collator's padding is not counted, nor is SP's
                 shard_tokens = inputs["attention_mask"].sum().double()
             else:  # padding-free rows: each SP rank subtracts its share of the SP padding; the shares add up to it
-                shard_tokens = torch.tensor(inputs["position_ids"].shape[1] - padding / self.sp_size, dtype=torch.float64)
+                shard_tokens = torch.tensor(
+                    inputs["position_ids"].shape[1] - padding / self.sp_size, dtype=torch.float64
+                )
             self.trainer._total_train_tokens += round(gather(shard_tokens.to(outputs.log_probs.device)).sum().item())
         metrics["num_tokens"] = [self.trainer._total_train_tokens]
 
@@ -321,26 +263,3 @@ class ShardedLoader(UlyssesSPDataLoaderAdapter):
             self.to_skip -= 1
             super().__next__()
         return super().__next__()
-
-
-# ---- ALST tiled MLP
-
-
-def tile_mlp(model):
-    """DeepSpeed's TiledMLP on every decoder MLP: it runs over sequence tiles of about hidden_size tokens and recomputes
-    them in backward, so the [tokens, intermediate_size] activations never exist whole. Same loss and gradients."""
-    tiled = 0
-    for module in model.modules():
-        if type(module).__name__.endswith("MLP") and hasattr(module, "down_proj"):
-            module.forward = functools.partial(_tiled_mlp_forward, module, type(module).forward)
-            tiled += 1
-    if not tiled:
-        raise JudgeSFTError(f"tiled_mlp: {type(model).__name__} has no *MLP module with a down_proj to tile")
-    return tiled
-
-
-def _tiled_mlp_forward(module, stock_forward, hidden_states):
-    tiles = torch.tensor(math.ceil(hidden_states.shape[-2] / hidden_states.shape[-1]), device=hidden_states.device)
-    if dist.is_initialized():  # under ZeRO-3 every tile gathers the weights: all ranks must run as many
-        dist.all_reduce(tiles, op=dist.ReduceOp.MAX)
-    return TiledMLP.apply(stock_forward, module, hidden_states, int(tiles), list(module.parameters()))

@@ -1,0 +1,136 @@
+"""`judge-sft plan RECIPE.yaml --num-gpus N [--num-nodes M] [--key value ...]`: will this recipe fit, and how long will
+it take? The recipe is resolved as run.py resolves it; the numbers come from judge_sft.planning.plan."""
+
+import argparse
+import json
+
+from judge_sft.errors import JudgeSFTError
+from judge_sft.planning.memory_model import HEADROOM
+from judge_sft.planning.plan import MFU, PEAK_TFLOPS, make_plan
+from judge_sft.train.arguments import parse_recipe
+
+
+def add_machine_options(parser, default=None):
+    """`default=argparse.SUPPRESS` for the second pass over the arguments after the recipe."""
+    parser.add_argument("--num-gpus", type=int, default=default, help="GPUs per node")
+    parser.add_argument("--num-nodes", type=int, default=1 if default is None else default)
+    parser.add_argument("--gpu-memory-gb", type=float, default=80.0 if default is None else default)
+    parser.add_argument(
+        "--cpu-memory-gb", type=float, default=default, help="host RAM per node, checked when offloading"
+    )
+    parser.add_argument(
+        "--mfu", type=float, default=MFU if default is None else default, help="model FLOPs utilisation"
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=PEAK_TFLOPS if default is None else default,
+        help="per-GPU dense bf16 peak (H100/H200 SXM: 989)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=False if default is None else default, help="print one JSON object"
+    )
+
+
+def add_arguments(parser):
+    parser.add_argument("recipe", help="the recipe YAML that run.py would train")
+    add_machine_options(parser)
+    parser.add_argument(
+        "overrides", nargs=argparse.REMAINDER, help="--key value recipe overrides, as run.py takes them"
+    )
+
+
+def split_options(args):
+    """Options may follow the recipe, among the `--key value` overrides: pick them out of the remainder."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_machine_options(parser, default=argparse.SUPPRESS)
+    args, overrides = parser.parse_known_args(args.overrides, namespace=args)
+    if not args.num_gpus or args.num_gpus < 1 or args.num_nodes < 1:
+        raise JudgeSFTError("plan: --num-gpus N (per node, N >= 1) is required; --num-nodes M >= 1")
+    return args, overrides
+
+
+def duration(seconds):
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def report(plan):
+    """The plan as text."""
+    gb = lambda value: f"{value:7.2f} GB"  # noqa: E731
+    lines = [
+        f"plan: {plan['recipe']} on {plan['num_nodes']} node(s) x {plan['num_gpus']} GPUs of {plan['gpu_memory_gb']:g} GB "
+        "(GB = 2^30 bytes, as DeepSpeed prints)",
+        "",
+        f"model        {plan['model']}: {plan['params'] / 1e9:.2f}B parameters; largest layer {plan['largest_layer']} "
+        f"({plan['largest_layer_params'] / 1e9:.2f}B)",
+        f"parallelism  world size {plan['world_size']} = dp {plan['dp']} x sp {plan['sp']}; global batch "
+        f"{plan['sequences_per_step']} = micro batch {plan['micro_batch']} x dp {plan['dp']} x gradient accumulation "
+        f"{plan['grad_accum']}",
+        f"per step     {plan['sequences_per_step']} sequences, at most {plan['tokens_per_step']:,} tokens "
+        f"(max_length {plan['max_length']}); {plan['tokens_per_rank']:,} tokens per rank per micro step",
+    ]
+    if not plan["sp_heads_ok"]:
+        lines.append(f"             warning: Ulysses needs the attention heads divisible by sp_size {plan['sp']}")
+    if plan["train_rows"] is None:
+        lines.append(f"data         {plan['data_note']}")
+    else:
+        lines += [
+            f"data         {plan['train_file']}: {plan['rows_in_file']:,} rows (train_on {plan['train_on']}); at max_length "
+            f"{plan['max_length']}: {plan['rows_truncated']:,} truncated, {plan['targets_cut']:,} lose trained tokens, "
+            f"{plan['rows_dropped'] + plan['rows_without_target']:,} dropped; {plan['train_rows']:,} train",
+            f"             mean {plan['mean_tokens_per_row']:,.0f} tokens per row ({plan['tokens_per_step_mean']:,.0f} per step); "
+            f"{plan['steps_per_epoch']:,} optimizer steps per epoch, {plan['total_steps']:,} in all",
+        ]
+    states = (
+        "bf16 params, fp32 grads, fp32 master weights, Adam m and v"
+        if plan["mixed_precision"]
+        else "fp32 params, grads, Adam m and v"
+    )
+    offload = (
+        "cpu_offload: params and optimizer states in host RAM; on GPU the largest layer gathered"
+        if plan["cpu_offload"]
+        else f"ZeRO-3 over {plan['world_size']} GPUs: {plan['model_states_bytes_per_param']} bytes/param sharded "
+        f"({states}) + the largest layer gathered"
+    )
+    checkpointing = "on" if plan["gradient_checkpointing"] else "off"
+    recompute = " (x 4/3: checkpointing recomputes the forward)" if plan["gradient_checkpointing"] else ""
+    verdict = "fits" if plan["fits"] else "DOES NOT FIT"
+    host_check = "" if plan["cpu_memory_gb"] is None else f" (of {plan['cpu_memory_gb']:g} GB)"
+    lines += [
+        "",
+        "memory per GPU",
+        f"  model states  {gb(plan['model_states_gb_per_gpu'])}   {offload}",
+        f"  host RAM      {gb(plan['host_gb_per_node'])}   per node{host_check}, DeepSpeed's estimate"
+        + (" (the offloaded states x 1.5 for pinned buffers)" if plan["cpu_offload"] else " (loading)"),
+        f"  activations   {gb(plan['activations_gb_per_gpu'])}   gradient checkpointing {checkpointing}: with "
+        f"{plan['activations_gb_with_checkpointing']:.2f} GB, without {plan['activations_gb_without_checkpointing']:.2f} GB",
+        f"  loss          {gb(plan['loss_gb_per_gpu'])}   TRL's tiled log-probs: LM head fp32 gradient + one logits tile",
+        f"  total         {gb(plan['total_gb_per_gpu'])}   of {plan['usable_gb_per_gpu']:.2f} GB usable "
+        f"({plan['gpu_memory_gb']:g} GB less {HEADROOM:.0%} headroom): {verdict}",
+        "",
+        f"compute      6 x params x tokens + attention{recompute}, "
+        f"at {plan['mfu']:.0%} MFU of {plan['peak_tflops']:g} TFLOPS per GPU (H100/H200 SXM bf16)",
+        f"             {plan['step_seconds_at_max_length']:.1f} s per optimizer step with every row at max_length"
+        + (
+            ""
+            if plan["epoch_hours_estimate"] is None
+            else f"; {duration(plan['epoch_hours_estimate'] * 3600)} per epoch ({plan['epoch_flops']:.2e} FLOPs)"
+        ),
+    ]
+    if plan["cpu_offload"]:
+        lines.append("             cpu_offload: host Adam steps and PCIe transfers usually keep MFU well below that")
+    lines += [f"note         {note}" for note in plan["notes"]]
+    if plan["advice"]:
+        lines += ["", "does not fit; each change, with its new estimate:"]
+        lines += [f"  - {text}" for text in plan["advice"]]
+    return "\n".join(lines)
+
+
+def main(args):
+    options, overrides = split_options(args)
+    judge_args, training_args, model_args = parse_recipe([args.recipe, *overrides], for_launch=False)
+    plan = make_plan(args.recipe, judge_args, training_args, model_args, options)
+    print(json.dumps(plan, indent=2) if options.json else report(plan))
+    return 0

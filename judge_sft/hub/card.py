@@ -1,0 +1,174 @@
+"""The model card (README.md) of an output or checkpoint directory: base model, results and loss curve, data and its
+licence, the resolved recipe, framework versions. Written by the trainer at every save and by `judge-sft push`."""
+
+import json
+import os
+import re
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+from huggingface_hub import ModelCard, ModelCardData
+
+from judge_sft import __version__
+from judge_sft.data.stats import stats_beside
+from judge_sft.train.checkpoints import TRAINER_STATE_NAME
+from judge_sft.train.loss_curve import plot_losses
+from judge_sft.train.saved_recipe import load_recipe
+
+CARD_NAME = "README.md"
+HELPSTEER2 = {
+    "id": "nvidia/HelpSteer2",
+    "license": "CC-BY-4.0",
+    "url": "https://huggingface.co/datasets/nvidia/HelpSteer2",
+}
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def last_logged(log_history, key):
+    """(value, step) of the last log entry that has `key`, or (None, None)."""
+    for entry in reversed(log_history):
+        if key in entry:
+            return entry[key], entry.get("step")
+    return None, None
+
+
+def parquet_rows(path):
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def is_hub_id(name):
+    return bool(name) and HUB_ID.match(str(name)) is not None and not os.path.exists(name)
+
+
+def card_metadata(base_model, stats):
+    return ModelCardData(
+        base_model=base_model if is_hub_id(base_model) else None,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["judge-sft", "judge", "sft", "trl"],
+        datasets=[HELPSTEER2["id"]] if stats else None,
+    )
+
+
+def results_section(log_history, plot_name):
+    train_loss, train_step = last_logged(log_history, "loss")
+    val_loss, val_step = last_logged(log_history, "eval_loss")
+    if train_loss is None and val_loss is None:
+        return ["## Results", "", "No losses were logged (no trainer_state.json in this directory).", ""]
+    lines = ["## Results", "", "| loss | value | at step |", "| --- | --- | --- |"]
+    if train_loss is not None:
+        lines.append(f"| final train loss | {train_loss:.4f} | {train_step} |")
+    if val_loss is not None:
+        lines.append(f"| final val loss | {val_loss:.4f} | {val_step} |")
+    lines.append("")
+    if plot_name:
+        lines += [f"![Train and val loss against step]({plot_name})", ""]
+    return lines
+
+
+def data_section(recipe, stats):
+    lines = ["## Data", ""]
+    for key in ("train_file", "val_file"):
+        if recipe.get(key):
+            rows = parquet_rows(recipe[key])
+            lines.append(f"- {key}: `{recipe[key]}`" + (f" ({rows} rows)" if rows is not None else ""))
+    if stats:
+        dropped = ", ".join(f"{reason} {count}" for reason, count in stats.dropped.items() if count)
+        options = stats.options
+        filters = [f"{name} >= {value}" for name, value in options.min.items()]
+        filters += [f"{name} <= {value}" for name, value in options.max.items()]
+        lines += [
+            f"- prepared by `judge-sft prepare-data` from HelpSteer2: {stats.rows_read} rows read, "
+            f"{stats.rows_kept} kept" + (f"; dropped: {dropped}" if dropped else ""),
+            f"- filters: {', '.join(filters) or 'none'}; val split: {options.val_split}; "
+            f"one per prompt: {options.one_per_prompt}; sample: {options.sample}",
+            f"- inputs: {', '.join(source.source for source in stats.inputs)}",
+            "",
+            f"**Data licence:** [HelpSteer2]({HELPSTEER2['url']}) is released under {HELPSTEER2['license']}; "
+            "models trained on it must credit NVIDIA's HelpSteer2 dataset.",
+        ]
+    else:
+        lines += [
+            "",
+            "**Data licence:** not recorded (the data did not come from `judge-sft prepare-data`); "
+            "state the licence of your training data here.",
+        ]
+    return lines + [""]
+
+
+def framework_versions():
+    names = {
+        "judge-sft": "judge-sft",
+        "TRL": "trl",
+        "Transformers": "transformers",
+        "PyTorch": "torch",
+        "DeepSpeed": "deepspeed",
+        "huggingface_hub": "huggingface_hub",
+    }
+    lines = []
+    for label, distribution in names.items():
+        try:
+            lines.append(f"- {label} {__version__ if label == 'judge-sft' else version(distribution)}")
+        except PackageNotFoundError:
+            pass
+    return lines
+
+
+def model_card(folder, repo_id=None, plot_name=None):
+    """The card's text for an output or checkpoint directory, from what it (and its run's recipe.yaml) holds."""
+    folder = Path(folder)
+    recipe_path, recipe = load_recipe(folder)
+    state = read_json(folder / TRAINER_STATE_NAME) or {}
+    stats = stats_beside(recipe.get("train_file"))
+    base_model = recipe.get("model_name_or_path")
+    name = (repo_id or folder.resolve().name).split("/")[-1]
+    body = [
+        f"# {name}",
+        "",
+        f"A judge model fine-tuned from `{base_model or 'an unrecorded base model'}` by supervised fine-tuning on chat "
+        f"data with judge-sft {__version__} (TRL SFTTrainer, DeepSpeed ZeRO-3).",
+        "",
+        "The tokenizer carries the chat template used in training (`chat_template.jinja`): "
+        "`tokenizer.apply_chat_template(messages, add_generation_prompt=True)` renders prompts exactly as training did.",
+        "",
+        *results_section(state.get("log_history", []), plot_name),
+        *data_section(recipe, stats),
+        "## Recipe",
+        "",
+    ]
+    if recipe:
+        body += [
+            f"The resolved recipe of the run (`{recipe_path.name}`, secrets removed):",
+            "",
+            "```yaml",
+            yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True).rstrip(),
+            "```",
+            "",
+        ]
+    else:
+        body += ["Not recorded: this directory has no recipe.yaml.", ""]
+    body += ["## Framework versions", "", *framework_versions(), ""]
+    return f"---\n{card_metadata(base_model, stats).to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def write_model_card(folder, repo_id=None):
+    """Write FOLDER/README.md (and the loss-curve PNG it shows, when losses were logged); return the card's path."""
+    folder = Path(folder)
+    state = read_json(folder / TRAINER_STATE_NAME) or {}
+    has_losses = any("loss" in entry or "eval_loss" in entry for entry in state.get("log_history", []))
+    plot_name = Path(plot_losses(folder)).name if has_losses else None
+    path = folder / CARD_NAME
+    ModelCard(model_card(folder, repo_id, plot_name)).save(path)
+    return path

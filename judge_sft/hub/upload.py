@@ -1,0 +1,134 @@
+"""Pushing a trained judge to the Hugging Face Hub: the repo, the upload, and where the token lives.
+
+Every call goes through huggingface_hub's HfApi, which finds the credentials where it always does (HF_TOKEN, then
+the `hf auth login` token file). A push reads only what the output (or checkpoint) directory holds, so re-running
+it after a failure completes it, and it never uploads ZeRO-3 partitioned shards or optimizer state.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from judge_sft.errors import JudgeSFTError
+
+logger = logging.getLogger("judge_sft")
+
+# Training state that stays local: ZeRO-3 partitioned weights and optimizer shards (global_stepN/, `latest`,
+# zero_to_fp32.py, zero_to_torch.py), optimizer/scheduler/RNG states, checkpoint folders, transformers' own `_*`.
+NOT_PUSHED = [
+    "_*",
+    "checkpoint-*",
+    "global_step*",
+    "latest",
+    "zero_to_*.py",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "*.partial",
+]
+CONSOLIDATED_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------------- credentials
+
+
+def take_hub_token(training_args):
+    """Move a recipe's `hub_token` into HF_TOKEN, where huggingface_hub reads it, and blank the field.
+
+    transformers pickles the whole TrainingArguments into training_args.bin (in every checkpoint, and into the pushed
+    repo); only its to_dict / to_json_string mask `*_token` fields, the pickle holds the token in clear. A token given
+    as `--hub_token` is masked in sys.argv too: reporters record the command line (wandb's run metadata does)."""
+    if training_args.hub_token:
+        os.environ["HF_TOKEN"] = training_args.hub_token
+        training_args.hub_token = None
+    for index, arg in enumerate(sys.argv):
+        if arg == "--hub_token" and index + 1 < len(sys.argv):
+            sys.argv[index + 1] = "<HUB_TOKEN>"
+        elif arg.startswith("--hub_token="):
+            sys.argv[index] = "--hub_token=<HUB_TOKEN>"
+
+
+def apply_hub_defaults(training_args):
+    """Repos are created private unless the recipe says `hub_private_repo: false`; the token leaves the arguments."""
+    if training_args.hub_private_repo is None:
+        training_args.hub_private_repo = True
+    take_hub_token(training_args)
+
+
+# ---------------------------------------------------------------------------------------------------- push
+
+
+def check_pushable(folder):
+    """A directory a push can upload: consolidated weights, a config, a tokenizer."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise JudgeSFTError(f"{folder}: no such directory")
+    if not any((folder / name).is_file() for name in CONSOLIDATED_WEIGHTS):
+        if any(folder.glob("global_step*")):
+            raise JudgeSFTError(
+                f"{folder}: holds only ZeRO-3 partitioned shards (global_step*/), no consolidated weights; train with "
+                f"zero3_save_16bit_model: true in the accelerate config, or run `python {folder}/zero_to_fp32.py "
+                f"{folder} {folder} --safe_serialization` first"
+            )
+        raise JudgeSFTError(f"{folder}: no model weights ({' or '.join(CONSOLIDATED_WEIGHTS)})")
+    for required in ("config.json", "tokenizer_config.json"):
+        if not (folder / required).is_file() and not (folder / "adapter_config.json").is_file():
+            raise JudgeSFTError(f"{folder}: no {required}; is this an output or checkpoint directory of judge-sft?")
+
+
+def describe_failure(error):
+    """One line: the error's first line, the server's own message, and a hint on credentials for 401/403."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    server_message = getattr(error, "server_message", None)
+    if server_message:
+        text += f" ({' '.join(server_message.split())})"
+    elif error.__cause__ is not None:
+        text += f" ({str(error.__cause__).strip().splitlines()[0] if str(error.__cause__).strip() else type(error.__cause__).__name__})"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in (401, 403):
+        text += "; check the token: HF_TOKEN, or `hf auth login`, with write access to the repo"
+    return text
+
+
+def retry_command(folder, repo_id, revision):
+    return f"judge-sft push {folder} --repo-id {repo_id}" + (f" --revision {revision}" if revision else "")
+
+
+def prepare_repo(repo_id, private=True, revision=None):
+    """Create the repo (if needed) and the branch `revision` (if given); return the full repo id."""
+    api = HfApi()
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+    except Exception as error:  # noqa: BLE001 - huggingface_hub raises HTTP, transport and value errors alike
+        raise JudgeSFTError(f"Hub repo {repo_id}: cannot create or reach it: {describe_failure(error)}") from error
+    return repo_id
+
+
+def push_folder(folder, repo_id, private=True, revision=None, commit_message="Upload judge model"):
+    """Upload an output or checkpoint directory as it is on disk (its README.md card included); return CommitInfo.
+
+    Local files are only read. On failure the error names the repo and the command that completes the push."""
+    folder = Path(folder)
+    check_pushable(folder)
+    repo_id = prepare_repo(repo_id, private, revision)
+    try:
+        commit = HfApi().upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message,
+            ignore_patterns=list(NOT_PUSHED),
+        )
+    except Exception as error:  # noqa: BLE001
+        raise JudgeSFTError(
+            f"push of {folder} to {repo_id}{'@' + revision if revision else ''} failed: {describe_failure(error)}; "
+            f"the local files are intact, re-run `{retry_command(folder, repo_id, revision)}` to complete it"
+        ) from error
+    logger.info(f"pushed {folder} to {commit.commit_url}")
+    return commit

@@ -1,0 +1,161 @@
+"""Will a recipe fit, and how long will it take (`judge-sft plan`)? The world size is the machines named; memory comes
+from memory_model, steps and truncation from the train file tokenised as training tokenises it, advice from advice.py.
+"""
+
+import math
+import os
+
+from judge_sft.data.token_profile import profile_file
+from judge_sft.errors import JudgeSFTError
+from judge_sft.planning.advice import Planner
+from judge_sft.planning.memory_model import GB, Setup, model_shape, training_flops
+from judge_sft.train.chat_templates import recipe_tokenizer
+from judge_sft.train.launch import plan_batch
+from judge_sft.train.model_config import load_model_config
+
+# H100 / H200 SXM dense bf16 peak; the MFU is a stated assumption, not a measurement.
+PEAK_TFLOPS = 989.0
+MFU = 0.35
+
+
+def recipe_setup(judge_args, training_args, model_args, options):
+    mixed = bool(training_args.bf16 or training_args.fp16)
+    return Setup(
+        num_gpus=options.num_gpus,
+        num_nodes=options.num_nodes,
+        micro_batch=training_args.per_device_train_batch_size,
+        max_length=training_args.max_length,
+        sp_size=judge_args.sp_size,
+        checkpointing=bool(training_args.activation_checkpointing),
+        cpu_offload=judge_args.cpu_offload,
+        mixed_precision=mixed,
+        activation_bytes=2 if mixed or model_args.dtype in ("bfloat16", "float16") else 4,
+    )
+
+
+def data_profile(judge_args, training_args, model_args):
+    """(profile, note): the train file tokenised as training does, or None and why not."""
+    if not os.path.isfile(judge_args.train_file):
+        return None, f"{judge_args.train_file}: not found here; steps per epoch and truncation unknown"
+    try:
+        tokenizer = recipe_tokenizer(model_args, training_args)
+    except JudgeSFTError as error:
+        return None, f"not tokenised: {error}"
+    return profile_file(judge_args.train_file, judge_args, training_args, tokenizer), None
+
+
+def make_plan(recipe, judge_args, training_args, model_args, options):
+    if training_args.max_length is None:
+        raise JudgeSFTError("recipe: plan needs `max_length` (the longest sequence decides the peak memory)")
+    setup = recipe_setup(judge_args, training_args, model_args, options)
+    batch = plan_batch(judge_args.total_batch_size, setup.micro_batch, setup.world_size, setup.sp_size)
+    shape = model_shape(load_model_config(model_args))
+    profile, data_note = data_profile(judge_args, training_args, model_args)
+    planner = Planner(shape, setup, judge_args.total_batch_size, options, profile)
+    memory = planner.estimate()
+    fits = planner.fits(memory)
+    plan = {
+        "recipe": str(recipe),
+        "model": model_args.model_name_or_path,
+        "num_gpus": setup.num_gpus,
+        "num_nodes": setup.num_nodes,
+        "gpu_memory_gb": options.gpu_memory_gb,
+        "cpu_memory_gb": options.cpu_memory_gb,
+        "world_size": setup.world_size,
+        "dp": batch.dp,
+        "sp": setup.sp_size,
+        "micro_batch": setup.micro_batch,
+        "grad_accum": batch.grad_accum,
+        "sequences_per_step": judge_args.total_batch_size,
+        "tokens_per_step": judge_args.total_batch_size * setup.max_length,
+        "tokens_per_rank": setup.tokens_per_rank,
+        "max_length": setup.max_length,
+        "params": shape.params,
+        "largest_layer": shape.largest_layer,
+        "largest_layer_params": shape.largest_layer_params,
+        "gradient_checkpointing": setup.checkpointing,
+        "cpu_offload": setup.cpu_offload,
+        "mixed_precision": setup.mixed_precision,
+        "model_states_gb_per_gpu": memory.model_states.gpu_bytes / GB,
+        "model_states_bytes_per_param": memory.model_states.sharded_bytes_per_param,
+        "host_gb_per_node": memory.model_states.host_bytes_per_node / GB,
+        "activations_gb_per_gpu": memory.activations / GB,
+        "activations_gb_with_checkpointing": memory.activations_with_checkpointing / GB,
+        "activations_gb_without_checkpointing": memory.activations_without_checkpointing / GB,
+        "loss_gb_per_gpu": memory.loss / GB,
+        "total_gb_per_gpu": memory.total / GB,
+        "usable_gb_per_gpu": planner.usable_gb(),
+        "fits": fits,
+        "sp_heads_ok": planner.sp_allowed(setup.sp_size),
+        "mfu": options.mfu,
+        "peak_tflops": options.peak_tflops,
+        "data_note": data_note,
+        "notes": unmodelled(judge_args, model_args),
+    }
+    plan.update(data_numbers(profile, setup, batch, judge_args, training_args))
+    plan.update(compute_numbers(shape, setup, profile, judge_args, options))
+    advice = [] if fits else planner.advice()
+    plan["advice"] = [item.text for item in advice]
+    plan["advice_detail"] = [
+        {
+            "text": item.text,
+            "overrides": item.overrides,
+            "fits": item.fits,
+            "total_gb_per_gpu": item.estimate.total / GB,
+        }
+        for item in advice
+    ]
+    return plan
+
+
+def unmodelled(judge_args, model_args):
+    """Recipe settings the memory model does not cover: its numbers are for full fine-tuning of a dense model."""
+    notes = []
+    if model_args.use_peft:
+        notes.append(
+            "use_peft: the memory above is full fine-tuning's; LoRA keeps optimizer states for the adapters only"
+        )
+    if getattr(judge_args, "tiled_mlp", False):
+        notes.append("tiled_mlp: not modelled; the activations above are without it (an upper bound)")
+    return notes
+
+
+def data_numbers(profile, setup, batch, judge_args, training_args):
+    if profile is None:
+        return {"train_rows": None, "steps_per_epoch": None, "total_steps": None}
+    kept = profile.at(setup.max_length)
+    micro_batches_per_rank = math.ceil(kept.rows / (setup.micro_batch * batch.dp))
+    steps_per_epoch = max(math.ceil(micro_batches_per_rank / batch.grad_accum), 1)  # as transformers' Trainer counts
+    total_steps = (
+        training_args.max_steps
+        if training_args.max_steps > 0
+        else math.ceil(training_args.num_train_epochs * steps_per_epoch)
+    )
+    mean_tokens = float(kept.lengths.mean()) if kept.rows else 0.0
+    return {
+        "train_file": profile.path,
+        "train_on": profile.train_on,
+        "train_rows": kept.rows,
+        "rows_in_file": profile.rows_in_file,
+        "rows_without_target": profile.rows_without_target,
+        "rows_truncated": kept.rows_truncated,
+        "targets_cut": kept.targets_cut,
+        "rows_dropped": kept.rows_dropped,
+        "mean_tokens_per_row": mean_tokens,
+        "tokens_per_step_mean": mean_tokens * judge_args.total_batch_size,
+        "trained_tokens_fraction": kept.trained_tokens / max(int(kept.lengths.sum()), 1),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+    }
+
+
+def compute_numbers(shape, setup, profile, judge_args, options):
+    throughput = setup.world_size * options.peak_tflops * 1e12 * options.mfu
+    full_step = [setup.max_length] * judge_args.total_batch_size
+    numbers = {"step_seconds_at_max_length": training_flops(shape, full_step, setup.checkpointing) / throughput}
+    if profile is None:
+        numbers.update(epoch_flops=None, epoch_hours_estimate=None)
+    else:
+        flops = training_flops(shape, profile.at(setup.max_length).lengths, setup.checkpointing)
+        numbers.update(epoch_flops=flops, epoch_hours_estimate=flops / throughput / 3600)
+    return numbers

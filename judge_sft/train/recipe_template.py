@@ -1,0 +1,83 @@
+"""The cookbook's run parameters -> a commented YAML recipe (`judge-sft recipe`): recipes/qwen3_32b.yaml, the one copy
+of the cookbook's defaults with their comments, with the given values written into it line by line."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from judge_sft.errors import JudgeSFTError
+from judge_sft.train.launch import plan_batch
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "recipes" / "qwen3_32b.yaml"
+
+
+def recipe_values(args):
+    """Recipe key -> value, from the command line (cookbook parameter names in the comments)."""
+    run_name = Path(args.model_path.rstrip("/")).name.lower() + "-judge"
+    values = {
+        "model_name_or_path": args.model_path,  # MODEL_PATH
+        "train_file": args.train_file,  # TRAIN_FILE
+        "val_file": args.val_file,  # VAL_FILE
+        "output_dir": args.output_dir or f"outputs/{run_name}",
+        "run_name": run_name,
+        "total_batch_size": args.total_batch_size,  # TOTAL_BATCH_SIZE
+        "per_device_train_batch_size": args.micro_batch_size,  # MICRO_BATCH_SIZE
+        "per_device_eval_batch_size": args.micro_batch_size,
+        "sp_size": args.sp_size,  # SP_SIZE
+        "num_train_epochs": int(args.epochs) if args.epochs == int(args.epochs) else args.epochs,  # TOTAL_EPOCHS
+        "max_length": args.max_length,
+    }
+    if args.cpu_offload is not None:
+        values["cpu_offload"] = args.cpu_offload
+    if args.val_file is None:  # no val split: nothing to evaluate on
+        values["eval_strategy"] = "no"
+    return values
+
+
+def batch_comment(args):
+    """The comment for the sp_size line: the template's spells out the arithmetic for its own values."""
+    if args.num_gpus is None:
+        return "Ulysses sequence parallel; gradient accumulation = total_batch_size / (micro batch x GPUs / sp_size)"
+    plan = plan_batch(args.total_batch_size, args.micro_batch_size, args.num_gpus, args.sp_size)
+    return (
+        f"Ulysses sequence parallel: {plan.world_size} GPUs -> dp {plan.dp} -> gradient accumulation "
+        f"{plan.total_batch_size} / ({plan.per_device_batch} x {plan.dp}) = {plan.grad_accum}"
+    )
+
+
+def yaml_scalar(value):
+    """A value as it reads in flow YAML (paths quoted only when YAML needs it)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip().removesuffix("\n...").strip()
+
+
+def fill_template(template_text, values, comments):
+    """Replace the value of each top-level `key: value  # comment` line, keeping its comment (or setting a new one).
+    Keys the template lacks are appended."""
+    pending = dict(values)
+    lines = []
+    for line in template_text.splitlines():
+        match = re.match(r"^([A-Za-z_][\w]*):(\s*)([^#]*?)(\s*)(#.*)?$", line)
+        if match and match.group(1) in pending:
+            key = match.group(1)
+            text = f"{key}: {yaml_scalar(pending.pop(key))}"
+            comment = f"# {comments[key]}" if key in comments else match.group(5)
+            line = f"{text:<34} {comment}" if comment else text
+        lines.append(line)
+    lines += [f"{key}: {yaml_scalar(value)}" for key, value in pending.items()]
+    return "\n".join(lines) + "\n"
+
+
+def build_recipe(args, template_path=TEMPLATE):
+    try:
+        template_text = Path(template_path).read_text()
+    except OSError as error:
+        raise JudgeSFTError(f"{template_path}: cannot read the recipe template ({error.strerror})")
+    values = recipe_values(args)
+    text = fill_template(template_text, values, {"sp_size": batch_comment(args)})
+    written = yaml.safe_load(text)
+    wrong = [key for key, value in values.items() if written.get(key) != value]
+    if wrong:  # a template line the pattern did not understand: refuse rather than write a recipe that says otherwise
+        raise JudgeSFTError(f"{template_path}: could not set {', '.join(wrong)} in the template")
+    shown = TEMPLATE.relative_to(TEMPLATE.parents[1]) if Path(template_path) == TEMPLATE else template_path
+    return f"# Written by `judge-sft recipe` from {shown}; run.py reads it as is.\n" + text
