@@ -27,6 +27,10 @@ COMMANDS = {
         "judge_sft.commands.push",
         "push an output or checkpoint directory to the Hugging Face Hub, with its model card",
     ),
+    "fix-template": (
+        "judge_sft.commands.fix_template",
+        "remove the training-only generation tags from a saved chat template, so every server loads it",
+    ),
     "plan": (
         "judge_sft.commands.plan",
         "per-GPU memory, steps and time of a recipe on N GPUs, with advice when it does not fit",
