@@ -1,5 +1,6 @@
 """`judge-sft push DIR --repo-id ORG/NAME`: upload an output or checkpoint directory with its model card."""
 
+import sys
 from pathlib import Path
 
 from judge_sft.hub.card import write_model_card
@@ -26,7 +27,12 @@ def main(args):
     check_pushable(args.path)
     write_model_card(args.path, args.repo_id)
     commit = push_folder(
-        args.path, args.repo_id, private=args.private, revision=args.revision, commit_message=args.message
+        args.path,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.message,
+        warn=lambda line: print(f"judge-sft push: warning: {line}", file=sys.stderr),
     )
     print(f"pushed {args.path} to {commit.commit_url}")
     return 0
