@@ -23,6 +23,7 @@ from judge_sft.train import sequence_parallel
 from judge_sft.train.arguments import parse_recipe
 from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_template
 from judge_sft.train.checkpoints import last_complete_checkpoint
+from judge_sft.train.inference_template import check_inference_template, inference_template
 from judge_sft.train.launch import check_cpu_offload, first_to_report, launched_world_size, plan_batch
 from judge_sft.train.saved_recipe import save_recipe
 from judge_sft.train.tiled_mlp import tile_mlp
@@ -52,6 +53,21 @@ def load_split(path, judge_args, training_args, tokenizer, chat_template):
         f"{dropped} dropped (truncation at {training_args.max_length} cut every trained token)"
     )
     return dataset
+
+
+def saved_chat_template(tokenizer, training_template, skip_doctor):
+    """The template saved with every checkpoint and the final model: what training renders, without the training-only
+    {% generation %} tags, checked to render the same in transformers, plain jinja2 and minijinja."""
+    template = inference_template(training_template)
+    try:
+        engines = check_inference_template(tokenizer, training_template, template)
+    except JudgeSFTError as error:
+        if not skip_doctor:
+            raise
+        logger.warning(f"{error}; saving it anyway (skip_doctor)")
+    else:
+        logger.info(f"saved chat template: renders the probe conversations as training does in {', '.join(engines)}")
+    return template
 
 
 def configure_launch(judge_args, training_args, model_args):
@@ -84,12 +100,13 @@ def main(argv=None):
         check_before_training(judge_args, training_args, model_args)
 
     tokenizer = recipe_tokenizer(model_args, training_args)
-    # Saved with every checkpoint, so inference renders prompts exactly as training did.
-    tokenizer.chat_template = training_chat_template(tokenizer)
+    training_template = training_chat_template(tokenizer)
+    tokenizer.chat_template = saved_chat_template(tokenizer, training_template, judge_args.skip_doctor)
+    training_args.chat_template_path = None  # applied: SFTTrainer would put the marked template back on the tokenizer
 
-    train_dataset = load_split(judge_args.train_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
+    train_dataset = load_split(judge_args.train_file, judge_args, training_args, tokenizer, training_template)
     eval_dataset = (
-        load_split(judge_args.val_file, judge_args, training_args, tokenizer, tokenizer.chat_template)
+        load_split(judge_args.val_file, judge_args, training_args, tokenizer, training_template)
         if judge_args.val_file
         else None
     )
@@ -118,7 +135,7 @@ def main(argv=None):
         logger.info(f"resuming from {last_checkpoint}")
     trainer.train(resume_from_checkpoint=last_checkpoint)
 
-    # Consolidated safetensors + tokenizer with the training template. _internal_call: no push from inside save_model
+    # Consolidated safetensors + tokenizer with the saved template. _internal_call: no push from inside save_model
     # (it would gather the ZeRO-3 weights a second time); the push below uploads what this wrote.
     trainer.save_model(training_args.output_dir, _internal_call=True)
     trainer.accelerator.wait_for_everyone()

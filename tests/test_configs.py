@@ -83,3 +83,24 @@ def test_cpu_offload_must_match_the_launched_deepspeed_config():
         check_cpu_offload(True, on_gpu)
     with pytest.raises(JudgeSFTError, match="cpu_offload is false but the launch's DeepSpeed config offloads"):
         check_cpu_offload(False, offloaded)
+
+
+def test_a_local_base_model_is_recorded_absolute_and_a_hub_id_as_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    (tmp_path / "models" / "Qwen3-14B").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path, BASE.format(out=tmp_path))
+    _, _, model_args = parse_recipe([recipe, "--model_name_or_path", "./models/Qwen3-14B"])
+    assert model_args.model_name_or_path == str(tmp_path / "models" / "Qwen3-14B")
+    _, _, model_args = parse_recipe([recipe, "--model_name_or_path", "Qwen/Qwen3-14B"])
+    assert model_args.model_name_or_path == "Qwen/Qwen3-14B"
+
+
+def test_base_model_id_must_be_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = write_recipe(tmp_path, BASE.format(out=tmp_path))
+    judge_args, _, _ = parse_recipe([recipe, "--base_model_id", "Qwen/Qwen3-14B"])
+    assert judge_args.base_model_id == "Qwen/Qwen3-14B"
+    with pytest.raises(JudgeSFTError) as error:
+        parse_recipe([recipe, "--base_model_id", "./models/Qwen3-14B"])
+    assert str(error.value) == "recipe: `base_model_id` is a Hub id ORG/NAME, not `./models/Qwen3-14B`"

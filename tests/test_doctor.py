@@ -4,6 +4,7 @@ inside them, heavy truncation, special-token text), and run.py stopping on a fai
 import pyarrow.parquet as pq
 import pytest
 from conftest import conversation, launch, tiny_recipe, write_messages
+from trl.chat_template_utils import qwen3_training_chat_template
 
 from judge_sft import cli
 from judge_sft.data.tokenization import tokenize_messages
@@ -48,7 +49,11 @@ def test_clean_recipe_passes(capsys, tmp_path, tiny_model_dir, small_data):
         "truncation train.parquet",
         "trained tokens train.parquet",
         "truncation val.parquet",
+        "saved chat template",
     } <= lines.keys()
+    assert lines["saved chat template"][1] == (
+        "no {% generation %} tags; renders every probe conversation as training does in transformers, jinja2, minijinja"
+    )
     assert "TRL's Qwen3 training template" in lines["chat template"][1] and "sha256" in lines["chat template"][1]
     assert "final assistant message" in lines["loss masking"][1]
     assert "<|im_end|>" in lines["end of turn"][1]
@@ -104,6 +109,22 @@ def test_template_not_training_the_end_of_turn_fails(capsys, tmp_path, tiny_mode
     assert code == 1
     assert lines["loss masking"][0] == "PASS"
     assert lines["end of turn"] == ("FAIL", "no sample target trains <|im_end|>: the model would never learn to stop")
+
+
+def test_template_a_server_cannot_render_fails(capsys, tmp_path, tiny_model_dir, small_data):
+    """A string method plain jinja2 has and minijinja (text-generation-inference) does not."""
+    template = tmp_path / "python_only.jinja"
+    template.write_text("{%- set padding = ''.zfill(0) %}" + qwen3_training_chat_template)
+    code, lines, _ = doctor(
+        capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data, chat_template_path=str(template))
+    )
+    assert code == 1
+    assert lines["loss masking"][0] == "PASS"
+    assert lines["saved chat template"] == (
+        "FAIL",
+        "the saved chat template fails in minijinja on the single turn conversation (no options): unknown method: "
+        "string has no method named zfill (in chat_template.jinja:1)",
+    )
 
 
 def test_bad_data_fails_naming_the_row(capsys, tmp_path, tiny_model_dir):

@@ -4,11 +4,13 @@ Two training launches: an every_save run that pushes while it trains and at the 
 meets a server error; `judge-sft push` then completes it, and pushes a checkpoint after the fact.
 """
 
+import ast
 import hashlib
 import io
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, launch, tiny_recipe
+from conftest import MULTI_TURN, REPO, launch, tiny_recipe
 from hub_server import FakeHub
 from huggingface_hub import ModelCard
 from safetensors import safe_open
@@ -26,6 +28,7 @@ from judge_sft import __version__
 from judge_sft.cli import main as cli_main
 from judge_sft.hub.upload import apply_hub_defaults
 from judge_sft.train.chat_templates import training_chat_template
+from judge_sft.train.inference_template import inference_template
 
 TOKEN = "hf_judgesfttest" + secrets.token_hex(12)
 REPO_ID = "judge-org/tiny-judge"
@@ -163,18 +166,34 @@ def test_every_save_run_pushes_while_training_and_at_the_end(every_save_run, hub
 
 
 @pytest.mark.launch
-def test_pushed_tokenizer_carries_the_training_chat_template(every_save_run, hub, tiny_model_dir):
-    from transformers import AutoTokenizer
+def test_final_model_checkpoints_and_hub_carry_the_template_without_training_tags(every_save_run, hub, tiny_model_dir):
+    from transformers import AutoTokenizer, GenerationConfig
 
-    expected = training_chat_template(AutoTokenizer.from_pretrained(tiny_model_dir))
-    assert hub.files(REPO_ID)["chat_template.jinja"].decode() == expected
+    _, output_dir, _ = every_save_run
+    training_template = training_chat_template(AutoTokenizer.from_pretrained(tiny_model_dir))
+    saved = inference_template(training_template)
+    folders = [output_dir, *sorted(output_dir.glob("checkpoint-*"))]
+    assert [folder.name for folder in folders[1:]] == ["checkpoint-1", "checkpoint-2"]
+    for folder in folders:
+        assert (folder / "chat_template.jinja").read_text() == saved, folder
+    assert hub.files(REPO_ID)["chat_template.jinja"].decode() == saved
+    # the saved tokenizer prompts as training rendered, and generation stops at <|im_end|>
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    prompt = MULTI_TURN[:-1]
+    assert tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) == (
+        tokenizer.apply_chat_template(
+            prompt, chat_template=training_template, tokenize=False, add_generation_prompt=True
+        )
+    )
+    stop = GenerationConfig.from_pretrained(output_dir).eos_token_id
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in (stop if isinstance(stop, list) else [stop])
 
 
 @pytest.mark.launch
 def test_card_states_base_model_recipe_data_losses_version_and_licence(
     every_save_run, hub, prepared_data, tiny_model_dir
 ):
-    _, output_dir, _ = every_save_run
+    _, output_dir, result = every_save_run
     files = hub.files(REPO_ID)
     card = ModelCard(files["README.md"].decode())
     assert files["README.md"] == (output_dir / "README.md").read_bytes()
@@ -201,6 +220,15 @@ def test_card_states_base_model_recipe_data_losses_version_and_licence(
     assert f"| final val loss | {val['eval_loss']:.4f} | {val['step']} |" in text
     plot_name = text.split("![Train and val loss against step](", 1)[1].split(")", 1)[0]
     assert files[plot_name][:8] == b"\x89PNG\r\n\x1a\n"
+    # how to serve it: vLLM, and the OpenAI client asking with the prompt format training used
+    assert "## Serve it\n\n" in text and f"```bash\nvllm serve {REPO_ID}\n```" in text
+    request = text.split("```python\n", 1)[1].split("```", 1)[0]
+    ast.parse(request)
+    assert (
+        f'model="{REPO_ID}"' in request and 'extra_body={"chat_template_kwargs": {"enable_thinking": False}}' in request
+    )
+    # no base_model_id in the recipe: the card names the local directory, and the push says so
+    assert f"the model card names the base model by a local path ({tiny_model_dir})" in result.stdout
 
 
 @pytest.mark.launch
@@ -295,6 +323,29 @@ def test_push_refuses_partitioned_zero3_shards(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith(f"judge-sft push: error: {folder}: holds only ZeRO-3 partitioned shards (global_step*/)")
     assert not (folder / "README.md").exists()
+
+
+def test_push_refuses_a_training_only_template_until_fix_template_rewrites_it(tmp_path, tiny_model_dir, hub):
+    """A judge saved before judge-sft stopped saving the {% generation %} tags."""
+    from trl.chat_template_utils import qwen3_training_chat_template
+
+    folder = tmp_path / "old-judge"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").write_text(qwen3_training_chat_template)
+    env = hub_env(hub, tmp_path / "hf_home", TOKEN)
+    refused = push(folder, "--repo-id", "judge-org/old-judge", env=env)
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines()[-1] == (
+        f"judge-sft push: error: {folder}/chat_template.jinja: has the training-only {{% generation %}} tags, which "
+        "servers that do not render through transformers reject as a syntax error; run "
+        f"`judge-sft fix-template {folder}` first"
+    )
+    assert "judge-org/old-judge" not in hub.repos and not (folder / "README.md").exists()
+    assert cli_main(["fix-template", str(folder)]) == 0
+    pushed = push(folder, "--repo-id", "judge-org/old-judge", env=env)
+    assert pushed.returncode == 0, pushed.stdout
+    saved = hub.files("judge-org/old-judge")["chat_template.jinja"].decode()
+    assert saved == inference_template(qwen3_training_chat_template)
 
 
 # ---------------------------------------------------------------------------------------------------- failure

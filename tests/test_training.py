@@ -14,10 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
+from hub_server import FakeHub
 from safetensors.torch import load_file
+from trl.chat_template_utils import qwen3_training_chat_template
+
+from judge_sft.train.inference_template import inference_template
 
 pytestmark = pytest.mark.launch  # every test here runs a real multi-process launch
 
+HUB_TOKEN = "hf_judgesfttest_training"
 TRAIN_ROWS, VAL_ROWS = 40, 8
 MICRO_BATCH, WORLD, TOTAL_BATCH = 2, 2, 8  # -> dp 2, gradient accumulation 2, 5 optimizer steps
 STEPS = TRAIN_ROWS // TOTAL_BATCH
@@ -225,14 +230,19 @@ def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
         torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
 
 
-def test_lora_under_zero3_trains_and_saves_adapters(tmp_path, tiny_model_dir, small_data):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_hub_id(
+    tmp_path, tiny_model_dir, small_data, monkeypatch
+):
+    from huggingface_hub import ModelCard
+    from peft import AutoPeftModelForCausalLM
 
     train, val = small_data
+    repo_id, base_model_id = "judge-org/tiny-lora", "Qwen/Qwen3-0.6B"
+    marked_template = tmp_path / "qwen3_training.jinja"
+    marked_template.write_text(qwen3_training_chat_template)
     recipe = tiny_recipe(
         tmp_path,
-        tiny_model_dir,
+        os.path.relpath(tiny_model_dir, REPO),  # relative to where the launch runs, as the cookbook's MODEL_PATH
         train,
         val,
         report_to="none",
@@ -243,13 +253,45 @@ def test_lora_under_zero3_trains_and_saves_adapters(tmp_path, tiny_model_dir, sm
         lora_alpha=8,
         lora_target_modules=["q_proj", "v_proj"],
         max_steps=2,
+        base_model_id=base_model_id,
+        push_to_hub=True,
+        hub_model_id=repo_id,
+        hub_strategy="end",
+        chat_template_path=str(marked_template),  # SFTTrainer must not set it back on the tokenizer it saves
     )
-    launch(recipe)
+    with FakeHub(HUB_TOKEN) as hub:
+        result = launch(recipe, env={**hub.env(), "HF_HOME": str(tmp_path / "hf_home"), "HF_TOKEN": HUB_TOKEN})
     output_dir = tmp_path / "out"
     assert (output_dir / "adapter_config.json").is_file() and not (output_dir / "model.safetensors").exists()
     adapters = load_file(output_dir / "adapter_model.safetensors")
     lora_b = [name for name in adapters if "lora_B" in name]
     assert len(lora_b) == 2 * 2  # q_proj and v_proj in each of the 2 layers, gathered whole from ZeRO-3 shards
     assert all(adapters[name].abs().sum() > 0 for name in lora_b)  # B starts at zero: non-zero means trained
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), output_dir)
+
+    # locally, the adapter names the base model's absolute path: it loads from any working directory, and merges
+    local_config = json.loads((output_dir / "adapter_config.json").read_text())
+    assert local_config["base_model_name_or_path"] == str(tiny_model_dir)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    model = AutoPeftModelForCausalLM.from_pretrained(output_dir)
     assert model.peft_config["default"].r == 4
+    tokens = torch.tensor([[151644, 872, 198, 3838, 374, 220, 22, 30, 151645]])
+    with torch.no_grad():
+        adapted = model(tokens).logits
+        merged = model.merge_and_unload()
+        torch.testing.assert_close(merged(tokens).logits, adapted, atol=1e-5, rtol=1e-4)
+    assert type(merged).__name__ == "Qwen3ForCausalLM"
+
+    # what was pushed names the Hub id the recipe gave: the adapter config, and the card's metadata and text
+    files = hub.files(repo_id)
+    saved_template = inference_template(qwen3_training_chat_template)
+    assert (output_dir / "chat_template.jinja").read_text() == saved_template
+    assert files["chat_template.jinja"].decode() == saved_template
+    assert json.loads(files["adapter_config.json"]) == {**local_config, "base_model_name_or_path": base_model_id}
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.base_model == base_model_id and f"fine-tuned from `{base_model_id}`" in card.text
+    assert (
+        f"vllm serve {base_model_id} --enable-lora --max-lora-rank 4 --lora-modules judge=tiny-lora "
+        "--chat-template tiny-lora/chat_template.jinja"
+    ) in card.text
+    assert "by a local path" not in result.stdout

@@ -1,5 +1,6 @@
 """`judge-sft push DIR --repo-id ORG/NAME`: upload an output or checkpoint directory with its model card."""
 
+import sys
 from pathlib import Path
 
 from judge_sft.hub.card import write_model_card
@@ -27,6 +28,12 @@ def main(args):
     check_pushable(args.path)
     repo_id = prepare_repo(args.repo_id, private=args.private, revision=args.revision)
     write_model_card(args.path, repo_id)
-    commit = push_folder(args.path, repo_id, revision=args.revision, commit_message=args.message)
+    commit = push_folder(
+        args.path,
+        repo_id,
+        revision=args.revision,
+        commit_message=args.message,
+        warn=lambda line: print(f"judge-sft push: warning: {line}", file=sys.stderr),
+    )
     print(f"pushed {args.path} to {commit.commit_url}")
     return 0

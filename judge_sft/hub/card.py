@@ -2,8 +2,6 @@
 licence, the resolved recipe, framework versions. Written by the trainer at every save and by `judge-sft push`."""
 
 import json
-import os
-import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -13,7 +11,9 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from judge_sft import __version__
 from judge_sft.data.stats import stats_beside
+from judge_sft.hub.base_model import base_model_of, is_hub_id, read_adapter_config
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
+from judge_sft.train.inference_template import SERVERS, TEMPLATE_NAME, engines
 from judge_sft.train.loss_curve import plot_losses
 from judge_sft.train.saved_recipe import load_recipe
 
@@ -23,7 +23,8 @@ HELPSTEER2 = {
     "license": "CC-BY-4.0",
     "url": "https://huggingface.co/datasets/nvidia/HelpSteer2",
 }
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+VLLM_URL = "http://localhost:8000/v1"
+EXAMPLE_QUESTION = "Which is larger, 9.11 or 9.9? Answer in one sentence."
 
 
 def read_json(path):
@@ -46,10 +47,6 @@ def parquet_rows(path):
         return pq.read_metadata(path).num_rows
     except (OSError, TypeError, ValueError):
         return None
-
-
-def is_hub_id(name):
-    return bool(name) and HUB_ID.match(str(name)) is not None and not os.path.exists(name)
 
 
 def card_metadata(base_model, stats):
@@ -126,13 +123,65 @@ def framework_versions():
     return lines
 
 
+def serve_command(folder, repo_id, base_model):
+    """(shell lines, the model name to ask for): vLLM serving the model, or the base model with this adapter."""
+    name = repo_id or str(folder.resolve())
+    adapter = read_adapter_config(folder)
+    if adapter is None:
+        return [f"vllm serve {name}"], name
+    # vLLM renders an adapter's prompts with the base model's template unless --chat-template names this one
+    local = name.split("/")[-1] if repo_id else name
+    download = [f"hf download {repo_id} --local-dir {local}"] if repo_id else []
+    serve = (
+        f"vllm serve {base_model} --enable-lora --max-lora-rank {adapter.get('r', 16)} --lora-modules judge={local} "
+        f"--chat-template {local}/{TEMPLATE_NAME}"
+    )
+    return [*download, serve], "judge"
+
+
+def serve_section(folder, repo_id, base_model):
+    """Serving the judge with vLLM, and asking it a question through the OpenAI client."""
+    command, served = serve_command(folder, repo_id, base_model)
+    template = folder / TEMPLATE_NAME
+    request = [
+        "from openai import OpenAI",
+        "",
+        f'client = OpenAI(base_url="{VLLM_URL}", api_key="EMPTY")',
+        "reply = client.chat.completions.create(",
+        f'    model="{served}",',
+        f'    messages=[{{"role": "user", "content": "{EXAMPLE_QUESTION}"}}],',
+    ]
+    if template.is_file() and "enable_thinking" in template.read_text():
+        request += [
+            "    # the judge was trained to open its answer with an empty <think></think> block: the prompt carries it",
+            '    extra_body={"chat_template_kwargs": {"enable_thinking": False}},',
+        ]
+    request += ["    temperature=0,", ")", "print(reply.choices[0].message.content)"]
+    return [
+        "## Serve it",
+        "",
+        f"`{TEMPLATE_NAME}` renders prompts byte for byte as training did, checked in "
+        + ", ".join(f"{engine} ({SERVERS[engine]})" for engine in engines())
+        + ". With vLLM, an OpenAI-compatible endpoint:",
+        "",
+        "```bash",
+        *command,
+        "```",
+        "",
+        "```python",
+        *request,
+        "```",
+        "",
+    ]
+
+
 def model_card(folder, repo_id=None, plot_name=None):
     """The card's text for an output or checkpoint directory, from what it (and its run's recipe.yaml) holds."""
     folder = Path(folder)
     recipe_path, recipe = load_recipe(folder)
     state = read_json(folder / TRAINER_STATE_NAME) or {}
     stats = stats_beside(recipe.get("train_file"))
-    base_model = recipe.get("model_name_or_path")
+    base_model = base_model_of(recipe)
     name = (repo_id or folder.resolve().name).split("/")[-1]
     body = [
         f"# {name}",
@@ -140,9 +189,11 @@ def model_card(folder, repo_id=None, plot_name=None):
         f"A judge model fine-tuned from `{base_model or 'an unrecorded base model'}` by supervised fine-tuning on chat "
         f"data with judge-sft {__version__} (TRL SFTTrainer, DeepSpeed ZeRO-3).",
         "",
-        "The tokenizer carries the chat template used in training (`chat_template.jinja`): "
-        "`tokenizer.apply_chat_template(messages, add_generation_prompt=True)` renders prompts exactly as training did.",
+        f"The tokenizer carries the chat template used in training, without its training-only `{{% generation %}}` "
+        f"tags (`{TEMPLATE_NAME}`): `tokenizer.apply_chat_template(messages, add_generation_prompt=True)` renders "
+        "prompts exactly as training did.",
         "",
+        *serve_section(folder, repo_id, base_model),
         *results_section(state.get("log_history", []), plot_name),
         *data_section(recipe, stats),
         "## Recipe",

@@ -10,10 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, HFValidationError, filter_repo_objects, validate_repo_id
 
 from judge_sft.errors import JudgeSFTError, one_line
+from judge_sft.hub.base_model import ADAPTER_CONFIG_NAME, local_base_model_warnings, pushed_adapter_config
+from judge_sft.train.inference_template import TEMPLATE_NAME, has_training_tags
+from judge_sft.train.saved_recipe import load_recipe
 
 logger = logging.getLogger("judge_sft")
 
@@ -77,8 +80,14 @@ def check_pushable(folder):
             )
         raise JudgeSFTError(f"{folder}: no model weights ({' or '.join(CONSOLIDATED_WEIGHTS)})")
     for required in ("config.json", "tokenizer_config.json"):
-        if not (folder / required).is_file() and not (folder / "adapter_config.json").is_file():
+        if not (folder / required).is_file() and not (folder / ADAPTER_CONFIG_NAME).is_file():
             raise JudgeSFTError(f"{folder}: no {required}; is this an output or checkpoint directory of judge-sft?")
+    template = folder / TEMPLATE_NAME
+    if template.is_file() and has_training_tags(template.read_text()):
+        raise JudgeSFTError(
+            f"{template}: has the training-only {{% generation %}} tags, which servers that do not render through "
+            f"transformers reject as a syntax error; run `judge-sft fix-template {folder}` first"
+        )
 
 
 def describe_failure(error):
@@ -115,21 +124,19 @@ def prepare_repo(repo_id, private=True, revision=None):
     return repo_id
 
 
-def push_folder(folder, repo_id, revision=None, commit_message="Upload judge model"):
+def push_folder(folder, repo_id, revision=None, commit_message="Upload judge model", warn=logger.warning):
     """Upload an output or checkpoint directory as it is on disk (its README.md card included) to a repo (and branch)
-    that `prepare_repo` made; return CommitInfo.
+    that `prepare_repo` made; return CommitInfo. An adapter config goes up naming the recipe's `base_model_id`; `warn`
+    gets a line for each pushed file that names the base model by a local path.
 
     Local files are only read. On failure the error names the repo and the command that completes the push."""
     folder = Path(folder)
     check_pushable(folder)
+    recipe_path, recipe = load_recipe(folder)
+    for warning in local_base_model_warnings(folder, recipe, recipe_path):
+        warn(warning)
     try:
-        commit = HfApi().upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            revision=revision,
-            commit_message=commit_message,
-            ignore_patterns=list(NOT_PUSHED),
-        )
+        commit = upload(folder, repo_id, revision, commit_message, pushed_adapter_config(folder, recipe))
     except Exception as error:  # noqa: BLE001
         raise JudgeSFTError(
             f"push of {folder} to {repo_id}{'@' + revision if revision else ''} failed: {describe_failure(error)}; "
@@ -137,3 +144,24 @@ def push_folder(folder, repo_id, revision=None, commit_message="Upload judge mod
         ) from error
     logger.info(f"pushed {folder} to {commit.commit_url}")
     return commit
+
+
+def upload(folder, repo_id, revision, commit_message, adapter_config=None):
+    """One commit of the folder's files, NOT_PUSHED left out; with `adapter_config`, those bytes in place of the
+    local ADAPTER_CONFIG_NAME (adapter folders are small: no need for upload_folder's large-folder path)."""
+    api = HfApi()
+    if adapter_config is None:
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message,
+            ignore_patterns=list(NOT_PUSHED),
+        )
+    files = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    ignored = [*NOT_PUSHED, *DEFAULT_IGNORE_PATTERNS, ADAPTER_CONFIG_NAME]
+    operations = [
+        CommitOperationAdd(path, folder / path) for path in filter_repo_objects(files, ignore_patterns=ignored)
+    ]
+    operations.append(CommitOperationAdd(ADAPTER_CONFIG_NAME, adapter_config))
+    return api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)

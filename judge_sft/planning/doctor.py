@@ -18,9 +18,11 @@ from judge_sft.errors import JudgeSFTError
 from judge_sft.train.chat_templates import (
     KNOWN_STOCK_TEMPLATES,
     recipe_tokenizer,
+    saved_by_judge_sft,
     template_sha256,
     training_chat_template,
 )
+from judge_sft.train.inference_template import check_inference_template, inference_template
 from judge_sft.train.model_config import load_model_config
 
 logger = logging.getLogger("judge_sft")
@@ -77,6 +79,10 @@ def template_source(tokenizer, training_args):
             f"TRL's Qwen3 training template: {origin} template is the stock Qwen3 one (sha256 match), which has no "
             "{% generation %} markers and renders the same conversations"
         )
+    if template_sha256(tokenizer.chat_template) in saved_by_judge_sft():
+        return (
+            f"TRL's training template: {origin} template is it without markers, as judge-sft saves a judge it trained"
+        )
     return f"TRL's training variant of {origin} template, which has no {{% generation %}} markers"
 
 
@@ -89,6 +95,17 @@ def check_template(tokenizer, training_args):
     except JudgeSFTError as error:
         return Check(FAIL, "chat template", str(error)), None
     return Check(PASS, "chat template", template_source(tokenizer, training_args)), template
+
+
+def check_saved_template(tokenizer, template):
+    """The template run.py saves with the model: no training-only tags, the same prompts in every engine."""
+    try:
+        engines = check_inference_template(tokenizer, template, inference_template(template))
+    except JudgeSFTError as error:
+        return Check(FAIL, "saved chat template", str(error))
+    unchecked = "" if "minijinja" in engines else " (minijinja not installed: `pip install minijinja` checks it too)"
+    message = f"no {{% generation %}} tags; renders every probe conversation as training does in {', '.join(engines)}"
+    return Check(PASS, "saved chat template", message + unchecked)
 
 
 def rendered(messages, tokenizer, template, train_on):
@@ -250,6 +267,7 @@ def run_checks(judge_args, training_args, model_args):
     checks += check_special_tokens(tokenizer, model_config, [row for rows in valid.values() for row in rows])
     if template is None:
         return checks
+    checks.append(check_saved_template(tokenizer, template))
     if judge_args.train_file in valid:
         train_on = resolve_train_on(judge_args.train_on, judge_args.train_file)
         end_ids = end_of_turn_ids(tokenizer, model_config)

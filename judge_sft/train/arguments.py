@@ -13,6 +13,7 @@ import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.hub.base_model import HUB_ID
 from judge_sft.train.launch import launched_world_size
 
 
@@ -41,6 +42,13 @@ class JudgeArguments:
             "help": "which assistant messages carry loss: 'final', 'all', or 'auto' (what prepare-data recorded in "
             "the file, else 'all')",
             "choices": ["auto", "final", "all"],
+        },
+    )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "the base model's Hub id (ORG/NAME) when model_name_or_path is a local directory: named by the "
+            "pushed adapter config and by the model card"
         },
     )
     skip_doctor: bool = field(
@@ -114,4 +122,9 @@ def parse_recipe(argv, for_launch=True):
         )
     if not judge_args.train_file:
         raise JudgeSFTError("recipe: `train_file` is required")
+    if judge_args.base_model_id and not HUB_ID.match(judge_args.base_model_id):
+        raise JudgeSFTError(f"recipe: `base_model_id` is a Hub id ORG/NAME, not `{judge_args.base_model_id}`")
+    if model_args.model_name_or_path and os.path.isdir(model_args.model_name_or_path):
+        # recorded absolute, so the adapter config and the card that name it hold from any working directory
+        model_args.model_name_or_path = os.path.abspath(model_args.model_name_or_path)
     return judge_args, training_args, model_args
