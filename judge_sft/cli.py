@@ -23,6 +23,10 @@ COMMANDS = {
         "judge_sft.commands.plot",
         "train/val loss and lr against step, from a run's trainer_state.json, as a PNG",
     ),
+    "samples": (
+        "judge_sft.commands.samples",
+        "a run's eval samples: each prompt, its reference and the model's completion side by side",
+    ),
     "push": (
         "judge_sft.commands.push",
         "push an output or checkpoint directory to the Hugging Face Hub, with its model card",
