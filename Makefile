@@ -6,18 +6,23 @@ BIN := $(VENV)/bin
 export TORCH_EXTENSIONS_DIR := $(abspath $(VENV))/torch_extensions
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
+# The versions the suite passed with. `make clean test CONSTRAINTS=` tries the newest versions setup.cfg allows.
+CONSTRAINTS ?= constraints.txt
+export JUDGE_SFT_CONSTRAINTS := $(CONSTRAINTS)
 
-.PHONY: setup test lint format demo clean
+.PHONY: setup test lint format demo constraints clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# CPU torch wheel when no CUDA GPU is present; on a GPU box pip keeps (or fetches) CUDA torch.
+	# CPU torch wheel when no CUDA GPU is present; on a GPU box pip keeps (or fetches) CUDA torch, so its pin is dropped.
 	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 		$(BIN)/pip install -q torch==2.13.0; fi
-	$(BIN)/pip install -q -e ".[test]"
+	if command -v nvidia-smi >/dev/null 2>&1; then grep -v '^torch==' $(or $(CONSTRAINTS),/dev/null) > $(VENV)/constraints.txt; \
+		else cat $(or $(CONSTRAINTS),/dev/null) > $(VENV)/constraints.txt; fi
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[test]"
 	# DeepSpeed's CPU communication op (35-80 s to compile), built once here rather than in the first test.
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -c "from deepspeed.accelerator import \
 		get_accelerator; get_accelerator().create_op_builder('ShareMemCommBuilder').load()"; fi
@@ -40,8 +45,7 @@ demo: setup
 	$(BIN)/judge-sft validate-data demo_output/data/train.parquet demo_output/data/val.parquet
 	$(BIN)/judge-sft tiny-model demo_output/tiny-qwen3
 	rm -rf demo_output/model
-	$(BIN)/accelerate launch --config_file accelerate_configs/cpu_zero3_2proc.yaml \
-		judge_sft/run.py recipes/tiny_cpu.yaml
+	$(BIN)/judge-sft train recipes/tiny_cpu.yaml --accelerate-config cpu_zero3_2proc
 	$(BIN)/judge-sft plot demo_output/model
 	@echo
 	@echo "Prepared data:      demo_output/data/{train,val}.parquet, stats.json"
@@ -49,6 +53,11 @@ demo: setup
 	@echo "Checkpoints:        demo_output/model/checkpoint-*"
 	@echo "Loss curve:         demo_output/model/loss_curve.png"
 	@echo "TensorBoard logs:   demo_output/model/runs"
+
+# After a green `make clean test CONSTRAINTS=`: pin what just passed.
+constraints: setup
+	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^judge-sft=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -3,3 +3,9 @@ class JudgeSFTError(Exception):
 
     The CLI prints it as `judge-sft <command>: error: <message>` and exits 1, without a traceback.
     """
+
+
+def one_line(error: Exception) -> str:
+    """The first line of another library's error, for the end of a JudgeSFTError message."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

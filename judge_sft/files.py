@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from judge_sft.errors import JudgeSFTError
+from judge_sft.errors import JudgeSFTError, one_line
 
 
 def write_atomically(path, data):
@@ -31,25 +31,42 @@ def staged_directory(directory, names, overwrite=False):
     """A staging folder to write `names` into; they move into `directory` only when the block succeeds.
 
     The staging folder is made inside `directory`, so the final renames never cross a filesystem (the directory may
-    be a container volume or NFS mount of its own). A directory this call created is removed again on failure."""
+    be a container volume or NFS mount of its own). The directories this call created are removed again on failure."""
     directory = Path(directory)
     refuse_existing(directory, names, overwrite)
-    created = not directory.exists()
+    created = first_missing(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
     except OSError as error:
-        raise JudgeSFTError(f"{directory}: cannot write output there ({error.strerror or error})") from error
+        raise cannot_write(directory, error) from error
     try:
         yield staging
-        for name in names:
-            os.replace(staging / name, directory / name)
+        try:
+            for name in names:
+                os.replace(staging / name, directory / name)
+        except OSError as error:
+            raise cannot_write(directory, error) from error
     except BaseException:
         if created:
-            shutil.rmtree(directory, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def first_missing(directory):
+    """The outermost of `directory` and its parents that does not exist yet (None when `directory` exists)."""
+    missing = None
+    for path in (directory, *directory.absolute().parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
+
+
+def cannot_write(directory, error):
+    return JudgeSFTError(f"{directory}: cannot write output there ({error.strerror or one_line(error)})")
 
 
 def refuse_existing(directory, names, overwrite):

@@ -23,7 +23,7 @@ from judge_sft.train import sequence_parallel
 from judge_sft.train.arguments import parse_recipe
 from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_template
 from judge_sft.train.checkpoints import last_complete_checkpoint
-from judge_sft.train.launch import check_cpu_offload, launched_world_size, plan_batch
+from judge_sft.train.launch import check_cpu_offload, first_to_report, launched_world_size, plan_batch
 from judge_sft.train.samples import EvalSamples, sample_prompts
 from judge_sft.train.saved_recipe import save_recipe
 from judge_sft.train.tiled_mlp import tile_mlp
@@ -147,6 +147,7 @@ if __name__ == "__main__":
     try:
         main()
     except JudgeSFTError as error:
-        print(f"judge-sft run: error: {error}", file=sys.stderr)
+        if first_to_report(str(error)):  # every rank has it: print it once
+            print(f"judge-sft run: error: {error}", file=sys.stderr)
         exit_cleanly(1)
     exit_cleanly(0)

@@ -204,12 +204,16 @@ def test_scripts_parse():
 
 @pytest.fixture
 def fake_bin(tmp_path):
-    """A PATH directory whose `accelerate` records its arguments (NUL-separated) instead of launching."""
+    """A PATH directory whose `judge-sft train` records its arguments (NUL-separated) instead of launching; the other
+    judge-sft commands (`recipe`) run for real."""
     bin_dir = tmp_path / "fake_bin"
     bin_dir.mkdir()
-    accelerate = bin_dir / "accelerate"
-    accelerate.write_text('#!/bin/bash\nprintf "%s\\0" "$@" > "$RECORD_DIR/accelerate-${SLURM_NODEID:-local}"\n')
-    accelerate.chmod(0o755)
+    judge_sft = bin_dir / "judge-sft"
+    judge_sft.write_text(
+        '#!/bin/bash\nif [[ $1 == train ]]; then printf "%s\\0" "$@" > "$RECORD_DIR/train-${SLURM_NODEID:-local}"; exit; fi\n'
+        f'exec {VENV_BIN}/judge-sft "$@"\n'
+    )
+    judge_sft.chmod(0o755)
     return bin_dir
 
 
@@ -270,16 +274,15 @@ def test_run_sft_rm_defaults_are_the_cookbook_values_and_cpu_offload_picks_the_o
     )
     assert result.returncode == 0, result.stderr
     recipe = tmp_path / "outputs" / "qwen3-14b-judge" / "run_sft_rm.yaml"
-    assert recorded_args(tmp_path / "accelerate-local") == [
-        "launch",
-        "--config_file",
-        str(REPO / "accelerate_configs" / "zero3_offload.yaml"),
-        "--num_processes",
-        "8",
-        "--main_process_port",
-        "29500",
-        str(REPO / "judge_sft" / "run.py"),
+    assert recorded_args(tmp_path / "train-local") == [
+        "train",
         "outputs/qwen3-14b-judge/run_sft_rm.yaml",
+        "--accelerate-config",
+        "zero3_offload",
+        "--num-processes",
+        "8",
+        "--main-process-port",
+        "29500",
         "--learning_rate",
         "2e-5",
     ]
@@ -319,11 +322,11 @@ def test_run_sft_rm_on_several_nodes_passes_this_nodes_rank(tmp_path, fake_bin):
     }
     result = run_script(RUN_SFT_RM, tmp_path, fake_bin, env)
     assert result.returncode == 0, result.stderr
-    args = recorded_args(tmp_path / "accelerate-local")
-    assert flag(args, "--config_file") == str(REPO / "accelerate_configs" / "zero3_multinode.yaml")
+    args = recorded_args(tmp_path / "train-local")
+    assert flag(args, "--accelerate-config") == "zero3_multinode"
     assert [
         flag(args, name)
-        for name in ("--num_processes", "--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port")
+        for name in ("--num-processes", "--num-machines", "--machine-rank", "--main-process-ip", "--main-process-port")
     ] == ["8", "2", "1", "10.0.0.1", "6000"]
     values = yaml.safe_load((tmp_path / "outputs" / "m-judge" / "run_sft_rm.yaml").read_text())
     assert values["sp_size"] == 4  # the cookbook's rule: every GPU of a node with fewer than 8
@@ -350,7 +353,7 @@ def script_run(tmp_path_factory, tiny_model_dir):
         "MAX_LENGTH": "1024",
         "OUTPUT_DIR": str(tmp_path / "out"),
         "MASTER_PORT": str(free_port()),
-        "ACCELERATE_CONFIG": "accelerate_configs/cpu_zero3_2proc.yaml",
+        "ACCELERATE_CONFIG": "cpu_zero3_2proc",
     }
     overrides = [
         "--bf16",
@@ -423,22 +426,21 @@ def test_launch_slurm_gives_each_node_its_own_machine_rank(tmp_path, fake_bin):
     result = run_script(LAUNCH_SLURM, tmp_path, fake_bin, env, "recipes/qwen3_32b.yaml", "--run_name", "two words")
     assert result.returncode == 0, result.stderr
     for node in (0, 1):
-        assert recorded_args(tmp_path / f"accelerate-{node}") == [
-            "launch",
-            "--config_file",
-            "accelerate_configs/zero3_multinode.yaml",
-            "--num_machines",
-            "2",
-            "--num_processes",
-            "16",
-            "--main_process_ip",
-            "gpu-a",
-            "--main_process_port",
-            "6000",
-            "--machine_rank",
-            str(node),
-            "judge_sft/run.py",
+        assert recorded_args(tmp_path / f"train-{node}") == [
+            "train",
             "recipes/qwen3_32b.yaml",
             "--run_name",
             "two words",
+            "--accelerate-config",
+            "zero3_multinode",
+            "--num-machines",
+            "2",
+            "--num-processes",
+            "16",
+            "--main-process-ip",
+            "gpu-a",
+            "--main-process-port",
+            "6000",
+            "--machine-rank",
+            str(node),
         ]

@@ -1,24 +1,34 @@
 """argparse types shared by the commands: a bad value is argparse's own one-line error naming the flag."""
 
 import argparse
+import math
+
+
+def number_in(text, convert, accepts, expected):
+    """`convert(text)` when `accepts` it, else argparse's error: "expected <expected>, got <text>"."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accepts(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
 
 
 def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+    return number_in(text, int, lambda value: value >= 1, "a positive integer")
 
 
 def fraction(text):
     """A number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
+    return number_in(text, float, lambda value: 0 <= value < 1, "a fraction in [0, 1)")
+
+
+def positive_number(text):
+    """A finite number above 0 (GB, TFLOPS)."""
+    return number_in(text, float, lambda value: 0 < value < math.inf, "a positive number")
+
+
+def unit_fraction(text):
+    """A number in (0, 1]: a share that must be above nothing and at most all (MFU)."""
+    return number_in(text, float, lambda value: 0 < value <= 1, "a fraction in (0, 1]")

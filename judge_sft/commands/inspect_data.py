@@ -48,14 +48,14 @@ def add_arguments(parser):
 
 
 def main(args):
-    parquet = open_messages(args.file, args.messages_key)
+    open_messages(args.file, args.messages_key)  # a bad file fails before the tokenizer loads
     train_on = resolve_train_on(args.train_on, args.file)
     tokenizer = load_tokenizer(args.tokenizer, chat_template_path=args.chat_template_path)
     chat_template = training_chat_template(tokenizer)
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     markers = ANSI_TRAINED if colour else BRACKETS
     reports = []
-    for index, messages in iter_conversations(parquet, args.messages_key, args.limit):
+    for index, messages in iter_conversations(args.file, args.messages_key, args.limit):
         report, tokenized = inspect_row(
             index, messages, tokenizer, chat_template, args.max_length, train_on, args.truncation_mode, args.file
         )

@@ -4,6 +4,7 @@ it take? The recipe is resolved as run.py resolves it; the numbers come from jud
 import argparse
 import json
 
+from judge_sft.commands.argtypes import positive_int, positive_number, unit_fraction
 from judge_sft.errors import JudgeSFTError
 from judge_sft.planning.memory_model import HEADROOM
 from judge_sft.planning.plan import MFU, PEAK_TFLOPS, make_plan
@@ -12,18 +13,21 @@ from judge_sft.train.arguments import parse_recipe
 
 def add_machine_options(parser, default=None):
     """`default=argparse.SUPPRESS` for the second pass over the arguments after the recipe."""
-    parser.add_argument("--num-gpus", type=int, default=default, help="GPUs per node")
-    parser.add_argument("--num-nodes", type=int, default=1 if default is None else default)
-    parser.add_argument("--gpu-memory-gb", type=float, default=80.0 if default is None else default)
+    parser.add_argument("--num-gpus", type=positive_int, default=default, help="GPUs per node")
+    parser.add_argument("--num-nodes", type=positive_int, default=1 if default is None else default)
+    parser.add_argument("--gpu-memory-gb", type=positive_number, default=80.0 if default is None else default)
     parser.add_argument(
-        "--cpu-memory-gb", type=float, default=default, help="host RAM per node, checked when offloading"
+        "--cpu-memory-gb", type=positive_number, default=default, help="host RAM per node, checked when offloading"
     )
     parser.add_argument(
-        "--mfu", type=float, default=MFU if default is None else default, help="model FLOPs utilisation"
+        "--mfu",
+        type=unit_fraction,
+        default=MFU if default is None else default,
+        help="model FLOPs utilisation, in (0, 1]",
     )
     parser.add_argument(
         "--peak-tflops",
-        type=float,
+        type=positive_number,
         default=PEAK_TFLOPS if default is None else default,
         help="per-GPU dense bf16 peak (H100/H200 SXM: 989)",
     )
@@ -42,10 +46,10 @@ def add_arguments(parser):
 
 def split_options(args):
     """Options may follow the recipe, among the `--key value` overrides: pick them out of the remainder."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="judge-sft plan", add_help=False, allow_abbrev=False)
     add_machine_options(parser, default=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(args.overrides, namespace=args)
-    if not args.num_gpus or args.num_gpus < 1 or args.num_nodes < 1:
+    if args.num_gpus is None:
         raise JudgeSFTError("plan: --num-gpus N (per node, N >= 1) is required; --num-nodes M >= 1")
     return args, overrides
 

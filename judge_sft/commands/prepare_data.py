@@ -83,7 +83,8 @@ def summary(stats, directory):
         lines.append(("  malformed kept as one turn", stats.malformed_kept_as_one_turn, ""))
     lines.append(("kept", stats.rows_kept, f"({stats.multi_turn['kept']} multi-turn)"))
     for split, counts in stats.splits.items():
-        lines.append((f"  {split}", counts.rows, str(directory / f"{split}.parquet")))
+        path = directory / f"{split}.parquet"
+        lines.append((f"  {split}", counts.rows, f"{path}" if counts.rows else f"{path} (empty: leave val_file unset)"))
     width = max(len(label) for label, _, _ in lines)
     digits = max(len(str(count)) for _, count, _ in lines)
     table = [f"{label:<{width}}  {count:>{digits}}  {note}".rstrip() for label, count, note in lines]

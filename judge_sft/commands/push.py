@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from judge_sft.hub.card import write_model_card
-from judge_sft.hub.upload import check_pushable, push_folder
+from judge_sft.hub.upload import check_pushable, prepare_repo, push_folder
 
 
 def add_arguments(parser):
@@ -23,10 +23,10 @@ def add_arguments(parser):
 
 
 def main(args):
+    # Nothing local changes until the repo id is valid and the Hub has the repo: a failed push leaves DIR as it was.
     check_pushable(args.path)
-    write_model_card(args.path, args.repo_id)
-    commit = push_folder(
-        args.path, args.repo_id, private=args.private, revision=args.revision, commit_message=args.message
-    )
+    repo_id = prepare_repo(args.repo_id, private=args.private, revision=args.revision)
+    write_model_card(args.path, repo_id)
+    commit = push_folder(args.path, repo_id, revision=args.revision, commit_message=args.message)
     print(f"pushed {args.path} to {commit.commit_url}")
     return 0

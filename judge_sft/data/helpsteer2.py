@@ -23,12 +23,11 @@ from judge_sft.data.helpsteer2_rows import (  # noqa: F401 - MAX_SCORE, MIN_SCOR
     TEXT_COLUMNS,
     Row,
     check_columns,
-    one_line,
     row_from_json,
     rows_from_batches,
     rows_if_clean,
 )
-from judge_sft.errors import JudgeSFTError
+from judge_sft.errors import JudgeSFTError, one_line
 
 # A multi-turn prompt: the first user turn has no marker; each later turn starts with exactly one of these.
 ASSISTANT_MARKER = "\n<extra_id_1>Assistant\n"

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from judge_sft.errors import JudgeSFTError
+from judge_sft.errors import JudgeSFTError, one_line
 
 TEXT_COLUMNS = ("prompt", "response")
 SCORE_COLUMNS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
@@ -46,7 +46,7 @@ def rows_from_batches(name: str, batches) -> Iterator[Row]:
             numbers = range(index, index + batch.num_rows)
             rows = rows_if_clean(batch, numbers)
             if rows is None:
-                columns = [batch.column(column).to_pylist() for column in COLUMNS]
+                columns = [column_values(batch, name, column, numbers) for column in COLUMNS]
                 rows = [
                     checked_row(dict(zip(COLUMNS, values)), f"{name} row {number}", number)
                     for number, values in zip(numbers, zip(*columns))
@@ -55,6 +55,24 @@ def rows_from_batches(name: str, batches) -> Iterator[Row]:
             index += batch.num_rows
     except (pa.ArrowException, OSError) as error:
         raise JudgeSFTError(f"{name} row {index}: cannot read Parquet data ({one_line(error)})") from error
+
+
+def column_values(batch, name: str, column: str, numbers) -> list:
+    """One column of a batch as Python values; a string that is not valid UTF-8 raises JudgeSFTError naming its row."""
+    array = batch.column(column)
+    try:
+        return array.to_pylist()
+    except UnicodeDecodeError:
+        raw = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+        for number, value in zip(numbers, raw.to_pylist()):
+            try:
+                if value is not None:
+                    value.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise JudgeSFTError(
+                    f"{name} row {number}: {column} is not valid UTF-8 ({error.reason} at byte {error.start})"
+                ) from None
+        raise
 
 
 def rows_if_clean(table, numbers) -> list[Row] | None:
@@ -75,7 +93,10 @@ def rows_if_clean(table, numbers) -> list[Row] | None:
     scores = [columns[name].to_pylist() for name in SCORE_COLUMNS]
     if table.num_rows and (min(map(min, scores)) < MIN_SCORE or max(map(max, scores)) > MAX_SCORE):
         return None
-    prompts, responses = (columns[name].to_pylist() for name in TEXT_COLUMNS)
+    try:  # pyarrow's JSON and Parquet readers keep invalid UTF-8 in strings; it fails only here
+        prompts, responses = (columns[name].to_pylist() for name in TEXT_COLUMNS)
+    except UnicodeDecodeError:
+        return None
     return list(map(Row, numbers, prompts, responses, zip(*scores)))
 
 
@@ -101,8 +122,3 @@ def check_columns(name: str, present) -> None:
     missing = [column for column in COLUMNS if column not in present]
     if missing:
         raise JudgeSFTError(f"{name}: missing column {missing[0]!r} (columns: {', '.join(present)})")
-
-
-def one_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

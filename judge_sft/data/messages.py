@@ -59,20 +59,32 @@ def open_messages(path, messages_key=MESSAGES_COLUMN) -> pq.ParquetFile:
     return parquet
 
 
-def iter_conversations(parquet, messages_key=MESSAGES_COLUMN, limit=None):
-    """(row index, messages) of an open file, the first `limit` rows (all when None), a batch at a time."""
+def iter_conversations(path, messages_key=MESSAGES_COLUMN, limit=None):
+    """(row index, messages) of a file, the first `limit` rows (all when None), a batch at a time."""
     index = 0
-    for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=[messages_key]):
-        for messages in batch.column(0).to_pylist():
+    for batch in open_messages(path, messages_key).iter_batches(batch_size=READ_BATCH_ROWS, columns=[messages_key]):
+        for messages in _conversations(batch.column(0), path, index):
             if limit is not None and index >= limit:
                 return
             yield index, messages
             index += 1
 
 
+def _conversations(column, path, first_row):
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:  # Parquet strings are not checked on read: find the row and say so in one line
+        for offset in range(len(column)):
+            try:
+                column.slice(offset, 1).to_pylist()
+            except UnicodeDecodeError as error:
+                raise JudgeSFTError(f"{path} row {first_row + offset}: not valid UTF-8 ({error.reason})") from None
+        raise
+
+
 def read_conversations(path, messages_key=MESSAGES_COLUMN):
     """Every row's messages of a file, as a list."""
-    return [messages for _, messages in iter_conversations(open_messages(path, messages_key), messages_key)]
+    return [messages for _, messages in iter_conversations(path, messages_key)]
 
 
 def is_messages_type(column_type: pa.DataType) -> bool:

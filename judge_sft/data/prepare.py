@@ -20,7 +20,7 @@ from judge_sft.data.helpsteer2 import SCORE_COLUMNS
 from judge_sft.data.messages import MESSAGES_COLUMN, MESSAGES_TYPE, TRAIN_ON_FINAL, TRAIN_ON_METADATA_KEY
 from judge_sft.data.stats import STATS_NAME, InputCount, PrepareOptions, PrepareStats, SplitCount
 from judge_sft.errors import JudgeSFTError
-from judge_sft.files import refuse_existing, staged_directory
+from judge_sft.files import cannot_write, refuse_existing, staged_directory
 
 OUTPUT_FILES = ("train.parquet", "val.parquet", STATS_NAME)
 DEFAULT_MIN = {"correctness": 4}
@@ -57,9 +57,14 @@ def prepare_data(inputs, from_hub, output_dir: Path, mins, maxs, options: Option
         )
     with staged_directory(output_dir, OUTPUT_FILES, overwrite) as staging:
         splits, stats = select_examples(sources, bounds, options)
-        for split, examples in splits.items():
-            write_split(staging / f"{split}.parquet", examples)
-        stats.write(staging / STATS_NAME)
+        if not splits["train"]:
+            raise JudgeSFTError(f"no rows left for train.parquet: {stats.where_rows_went()}; nothing written")
+        try:
+            for split, examples in splits.items():
+                write_split(staging / f"{split}.parquet", examples)
+            stats.write(staging / STATS_NAME)
+        except OSError as error:  # a full disk or quota; pyarrow's IO errors are OSErrors too
+            raise cannot_write(output_dir, error) from error
     return stats
 
 

@@ -44,6 +44,13 @@ class PrepareStats:
     splits: dict  # split -> SplitCount
     options: PrepareOptions
 
+    def where_rows_went(self) -> str:
+        """'of 3 rows read, correctness<4 dropped 2, ...', for the error when no train row is left."""
+        went = [f"{reason} dropped {count}" for reason, count in self.dropped.items() if count]
+        if self.splits["val"].rows:
+            went.append(f"{self.splits['val'].rows} went to val ({self.options.val_split})")
+        return f"of {self.rows_read} rows read, {', '.join(went)}"
+
     def write(self, path):
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from judge_sft.data.messages import MESSAGES_COLUMN, ROLES, TRAIN_ON_METADATA_KEY, iter_conversations, open_messages
+from judge_sft.errors import JudgeSFTError
 
 
 def check_messages(messages) -> list[str]:
@@ -56,11 +57,14 @@ class Validation:
 
 
 def validate_file(path, messages_key=MESSAGES_COLUMN) -> Validation:
-    """Every row of a messages Parquet file checked with `check_messages`."""
+    """Every row of a messages Parquet file checked with `check_messages`; a file without rows is an error, as in
+    doctor: there is nothing to train on."""
     parquet = open_messages(path, messages_key)
+    if parquet.metadata.num_rows == 0:
+        raise JudgeSFTError(f"{path}: no rows")
     train_on = (parquet.schema_arrow.metadata or {}).get(TRAIN_ON_METADATA_KEY)
     result = Validation(str(path), train_on=train_on.decode() if train_on else None)
-    for row, messages in iter_conversations(parquet, messages_key):
+    for row, messages in iter_conversations(path, messages_key):
         problems = check_messages(messages)
         result.invalid += bool(problems)
         result.problems += [f"{path} row {row}: {problem}" for problem in problems]

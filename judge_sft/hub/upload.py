@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from judge_sft.errors import JudgeSFTError
+from judge_sft.errors import JudgeSFTError, one_line
 
 logger = logging.getLogger("judge_sft")
 
@@ -99,7 +100,11 @@ def retry_command(folder, repo_id, revision):
 
 
 def prepare_repo(repo_id, private=True, revision=None):
-    """Create the repo (if needed) and the branch `revision` (if given); return the full repo id."""
+    """Check the repo id, create the repo (if needed) and the branch `revision` (if given); return the full repo id."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise JudgeSFTError(f"{repo_id!r} is not a valid Hub repo id: {one_line(error)}") from None
     api = HfApi()
     try:
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
@@ -110,13 +115,13 @@ def prepare_repo(repo_id, private=True, revision=None):
     return repo_id
 
 
-def push_folder(folder, repo_id, private=True, revision=None, commit_message="Upload judge model"):
-    """Upload an output or checkpoint directory as it is on disk (its README.md card included); return CommitInfo.
+def push_folder(folder, repo_id, revision=None, commit_message="Upload judge model"):
+    """Upload an output or checkpoint directory as it is on disk (its README.md card included) to a repo (and branch)
+    that `prepare_repo` made; return CommitInfo.
 
     Local files are only read. On failure the error names the repo and the command that completes the push."""
     folder = Path(folder)
     check_pushable(folder)
-    repo_id = prepare_repo(repo_id, private, revision)
     try:
         commit = HfApi().upload_folder(
             repo_id=repo_id,

@@ -106,6 +106,7 @@ def parse_recipe(argv, for_launch=True):
         # Not outside a launch: gloo there would ask for a process group nobody started.
         argv += ["--ddp_backend", "gloo"]
     parser = TrlParser(RECIPE_DATACLASSES)
+    parser.allow_abbrev = False  # `--learning_rat` is a typo to name, not a prefix of learning_rate
     try:
         *parsed, unknown = parser.parse_args_and_config(argv, return_remaining_strings=True)
     except ValueError as error:  # the dataclasses' own checks (e.g. bf16 on a machine without it)

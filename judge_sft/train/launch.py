@@ -1,8 +1,11 @@
 """What the recipe and the launch decide together: the batch arithmetic, the world size, offload and SP head rules.
 Light (no torch, no DeepSpeed), so that plan and recipe use the same rules as run.py."""
 
+import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from judge_sft.errors import JudgeSFTError
 
@@ -73,3 +76,24 @@ def sp_heads_problem(num_heads, num_kv_heads, sp_size):
             "heads over the SP ranks, or replicates them)"
         )
     return None
+
+
+def first_to_report(message):
+    """Whether this process is the first of its launch on this machine to report `message`: every rank hits the same
+    recipe error, and one line is enough. The launch is told apart by the launcher process (the ranks' common parent)
+    and its start time, so a later launch reports again."""
+    if launched_world_size() == 1:
+        return True
+    parent = os.getppid()
+    try:
+        started = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return True
+    key = hashlib.sha256(f"{parent}:{started}:{message}".encode()).hexdigest()[:24]
+    folder = Path(tempfile.gettempdir()) / "judge-sft-reported"
+    folder.mkdir(exist_ok=True)
+    try:
+        os.close(os.open(folder / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True

@@ -17,6 +17,8 @@ def find_trainer_state(output_dir):
     output_dir = Path(output_dir)
     if (output_dir / TRAINER_STATE_NAME).is_file():
         return output_dir / TRAINER_STATE_NAME
+    if output_dir.is_file():
+        raise JudgeSFTError(f"{output_dir}: is a file, expected a run's output_dir or one of its checkpoint-* folders")
     if not output_dir.is_dir():
         raise JudgeSFTError(f"{output_dir}: no such directory")
     checkpoint = last_complete_checkpoint(output_dir)

@@ -9,7 +9,7 @@ import yaml
 from judge_sft.errors import JudgeSFTError
 from judge_sft.train.launch import plan_batch
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "recipes" / "qwen3_32b.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "recipes" / "qwen3_32b.yaml"
 
 
 def recipe_values(args):

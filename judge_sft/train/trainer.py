@@ -79,14 +79,10 @@ class JudgeSFTTrainer(SFTTrainer):
         if not self.is_world_process_zero():
             return None
         self._finish_current_push()
+        revision = revision or self.args.hub_revision
+        self.hub_model_id = prepare_repo(self.hub_model_id, private=self.args.hub_private_repo, revision=revision)
         self.create_model_card()
-        return push_folder(
-            self.args.output_dir,
-            self.hub_model_id,
-            private=self.args.hub_private_repo,
-            revision=revision or self.args.hub_revision,
-            commit_message=commit_message,
-        )
+        return push_folder(self.args.output_dir, self.hub_model_id, revision=revision, commit_message=commit_message)
 
 
 def _warn_on_failed_push(job):

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Drop-in for the OpenJudge SFT cookbook's run_sft_rm.sh: the same environment variables and defaults, on TRL +
-# Accelerate + DeepSpeed ZeRO-3 instead of verl. It writes a recipe with `judge-sft recipe` and launches run.py on it;
-# arguments are passed on to run.py as recipe overrides (--key value).
+# Accelerate + DeepSpeed ZeRO-3 instead of verl. It writes a recipe with `judge-sft recipe` and trains it with
+# `judge-sft train`; arguments are passed on as recipe overrides (--key value).
 #
 #   MODEL_PATH=Qwen/Qwen3-14B TRAIN_FILE=data/helpsteer2/train.parquet VAL_FILE=data/helpsteer2/val.parquet \
 #       bash recipes/run_sft_rm.sh [--learning_rate 2e-5 ...]
 #
 # Beyond the cookbook's variables: MAX_LENGTH, OUTPUT_DIR, RECIPE (where the recipe is written) and ACCELERATE_CONFIG
-# (default accelerate_configs/zero3.yaml; zero3_offload.yaml when CPU_OFFLOAD=true; zero3_multinode.yaml when NNODES > 1).
+# (a bundled config's name or a path; default zero3, zero3_offload when CPU_OFFLOAD=true, zero3_multinode when NNODES > 1).
 # Several nodes: run this on each with NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (like the cookbook, NNODES and
 # NODE_RANK default to WORLD_SIZE and RANK), or use recipes/launch.slurm under Slurm.
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-8}
 NNODES=${NNODES:-${WORLD_SIZE:-1}}
@@ -41,11 +40,11 @@ elif ((NNODES > 1)) && [[ $CPU_OFFLOAD == true ]]; then
     echo "run_sft_rm.sh: error: no multi-node offload config; set ACCELERATE_CONFIG" >&2
     exit 1
 elif ((NNODES > 1)); then
-    ACCELERATE_CONFIG=$REPO/accelerate_configs/zero3_multinode.yaml
+    ACCELERATE_CONFIG=zero3_multinode
 elif [[ $CPU_OFFLOAD == true ]]; then
-    ACCELERATE_CONFIG=$REPO/accelerate_configs/zero3_offload.yaml
+    ACCELERATE_CONFIG=zero3_offload
 else
-    ACCELERATE_CONFIG=$REPO/accelerate_configs/zero3.yaml
+    ACCELERATE_CONFIG=zero3
 fi
 
 recipe_flags=(
@@ -59,10 +58,10 @@ recipe_flags=(
 if [[ $CPU_OFFLOAD == true ]]; then recipe_flags+=(--cpu-offload); else recipe_flags+=(--no-cpu-offload); fi
 judge-sft recipe "${recipe_flags[@]}"
 
-launch_flags=(--config_file "$ACCELERATE_CONFIG" --num_processes $((NNODES * N_GPUS_PER_NODE))
-              --main_process_port "$MASTER_PORT")
+launch_flags=(--accelerate-config "$ACCELERATE_CONFIG" --num-processes $((NNODES * N_GPUS_PER_NODE))
+              --main-process-port "$MASTER_PORT")
 if ((NNODES > 1)); then
-    launch_flags+=(--num_machines "$NNODES" --machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR")
+    launch_flags+=(--num-machines "$NNODES" --machine-rank "$NODE_RANK" --main-process-ip "$MASTER_ADDR")
 fi
 set -x
-accelerate launch "${launch_flags[@]}" "$REPO/judge_sft/run.py" "$RECIPE" "$@"
+judge-sft train "$RECIPE" "${launch_flags[@]}" "$@"

@@ -1,0 +1,119 @@
+"""`judge-sft train`: the bundled accelerate configs by name, the recipe checked against the launch before any process
+starts, and accelerate's own launcher run in this process on `judge_sft.run`, so that a failed child ends in one line."""
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from judge_sft.errors import JudgeSFTError
+from judge_sft.train.launch import check_cpu_offload, plan_batch
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "accelerate_configs"
+STANDARD_LAUNCHER = "standard"
+
+
+@dataclass
+class Launch:
+    config_path: Path
+    config: dict  # the accelerate config YAML
+    num_processes: int  # in all, over every machine
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+
+    @property
+    def deepspeed(self):
+        return self.config.get("deepspeed_config") or {}
+
+    def accelerate_argv(self, recipe, overrides):
+        argv = ["--config_file", str(self.config_path), "--num_processes", str(self.num_processes)]
+        argv += ["--num_machines", str(self.num_machines)]
+        if self.num_machines > 1:
+            argv += ["--machine_rank", str(self.machine_rank), "--main_process_ip", self.main_process_ip or "127.0.0.1"]
+        if self.main_process_port is not None:
+            argv += ["--main_process_port", str(self.main_process_port)]
+        return [*argv, "--module", "judge_sft.run", str(recipe), *overrides]
+
+    def command(self, recipe, overrides):
+        return shlex.join(["accelerate", "launch", *self.accelerate_argv(recipe, overrides)])
+
+
+def bundled_config_names():
+    return sorted(path.stem for path in ACCELERATE_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config(name_or_path):
+    """A bundled config by name (`zero3`, `cpu_zero3_2proc`, ...) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise JudgeSFTError(f"{path}: no such accelerate config file")
+        return path
+    bundled = ACCELERATE_CONFIGS / f"{name_or_path}.yaml"
+    if not bundled.is_file():
+        raise JudgeSFTError(
+            f"--accelerate-config {name_or_path}: no such bundled config (one of {', '.join(bundled_config_names())}, "
+            "or a path to a YAML file)"
+        )
+    return bundled
+
+
+def default_config(judge_args, num_machines, has_gpu):
+    """The config the recipe implies: offload -> zero3_offload, several machines -> zero3_multinode, no GPU -> CPU."""
+    if not has_gpu:
+        return ACCELERATE_CONFIGS / "cpu_zero3_2proc.yaml"
+    if judge_args.cpu_offload:
+        return ACCELERATE_CONFIGS / "zero3_offload.yaml"
+    return ACCELERATE_CONFIGS / ("zero3_multinode.yaml" if num_machines > 1 else "zero3.yaml")
+
+
+def read_config(path):
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise JudgeSFTError(f"{path}: cannot read the accelerate config ({str(error).splitlines()[0]})")
+    if not isinstance(config, dict):
+        raise JudgeSFTError(f"{path}: an accelerate config is a YAML mapping")
+    return config
+
+
+def check_launch(launch, judge_args, training_args, allow_env_file=False):
+    """Everything the recipe and the launch must agree on, checked before any process starts; returns the batch plan."""
+    batch = plan_batch(
+        judge_args.total_batch_size, training_args.per_device_train_batch_size, launch.num_processes, judge_args.sp_size
+    )
+    zero = launch.deepspeed
+    if launch.config.get("distributed_type") == "DEEPSPEED" and "deepspeed_config_file" not in zero:
+        offload = zero.get("offload_optimizer_device", "none")
+        check_cpu_offload(judge_args.cpu_offload, {"zero_optimization": {"offload_optimizer": {"device": offload}}})
+    launcher = zero.get("deepspeed_multinode_launcher", STANDARD_LAUNCHER)
+    if launch.num_machines > 1 and launcher != STANDARD_LAUNCHER and not allow_env_file:
+        raise JudgeSFTError(
+            f"{launch.config_path}: deepspeed_multinode_launcher {launcher} makes accelerate write this shell's whole "
+            "environment (HF_TOKEN, WANDB_API_KEY included) to .deepspeed_env in the working directory; use "
+            f"{STANDARD_LAUNCHER}, or pass --allow-env-file to accept that"
+        )
+    return batch
+
+
+def run_accelerate(argv):
+    """accelerate's `launch` in this process; returns the exit status, with one line for a failed child."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        launch_command(launch_command_parser().parse_args(argv))
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        status = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode  # -N: killed by signal N
+        raise TrainingFailed(f"training failed: rank {rank} exited with status {status}", status) from None
+    return 0
+
+
+class TrainingFailed(JudgeSFTError):
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
