@@ -25,6 +25,7 @@ from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_templ
 from judge_sft.train.checkpoints import last_complete_checkpoint
 from judge_sft.train.inference_template import check_inference_template, inference_template
 from judge_sft.train.launch import check_cpu_offload, first_to_report, launched_world_size, plan_batch
+from judge_sft.train.samples import EvalSamples, sample_prompts
 from judge_sft.train.saved_recipe import save_recipe
 from judge_sft.train.tiled_mlp import tile_mlp
 from judge_sft.train.trainer import JudgeSFTTrainer
@@ -110,6 +111,7 @@ def main(argv=None):
         if judge_args.val_file
         else None
     )
+    samples = sample_prompts(judge_args, tokenizer, training_args.max_length)  # eval_samples
     # Rows are already truncated at max_length by tokenize_dataset; TRL refuses max_length with padding_free.
     training_args.max_length = None
 
@@ -130,6 +132,8 @@ def main(argv=None):
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    if samples:
+        trainer.add_callback(EvalSamples(trainer, samples, judge_args.eval_samples_max_new_tokens))
     last_checkpoint = last_complete_checkpoint(training_args.output_dir)
     if last_checkpoint:
         logger.info(f"resuming from {last_checkpoint}")

@@ -34,6 +34,7 @@ TOKEN = "hf_judgesfttest" + secrets.token_hex(12)
 REPO_ID = "judge-org/tiny-judge"
 TRAIN_SAMPLE = 16  # prepare-data --sample: 16 train rows, total_batch_size 8 -> 2 optimizer steps
 RUN_SETTINGS = dict(max_length=384, eval_steps=100, save_steps=1, save_total_limit=2, logging_steps=1)
+SAMPLES = dict(eval_samples=2, eval_samples_max_new_tokens=8)  # the every_save run's eval after its last step
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,7 @@ def every_save_run(tmp_path_factory, tiny_model_dir, prepared_data, hub):
         hub_strategy="every_save",
         report_to=["tensorboard", "wandb"],
         **RUN_SETTINGS,
+        **SAMPLES,
     )
     wandb = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory), "WANDB_PROJECT": "judge-sft-test"}
     result = launch(recipe, "--hub_token", TOKEN, env={**hub_env(hub, directory / "hf_home"), **wandb})
@@ -302,6 +304,20 @@ def test_push_checkpoint_after_the_fact_keeps_zero3_state_local(every_save_run, 
     assert (
         f"| final train loss | {train['loss']:.4f} | {train['step']} |" in card and "hub_strategy: every_save" in card
     )
+
+
+@pytest.mark.launch
+def test_push_carries_the_eval_samples_and_the_card_shows_them(every_save_run, hub, tmp_path):
+    _, output_dir, _ = every_save_run
+    [samples] = [str(path.relative_to(output_dir)) for path in output_dir.glob("samples/step-*.jsonl")]
+    assert hub.files(REPO_ID)[samples] == (output_dir / samples).read_bytes()  # the end-of-training push
+    result = push(output_dir, "--repo-id", "judge-org/tiny-judge-samples", env=hub_env(hub, tmp_path / "hf", TOKEN))
+    assert result.returncode == 0, result.stdout
+    files = hub.files("judge-org/tiny-judge-samples")
+    assert files[samples] == (output_dir / samples).read_bytes()
+    card = files["README.md"].decode()
+    assert f"(whole in `{samples}`, one file per evaluation" in card
+    assert "| row | prompt | reference | completion |" in card and "\n| 1 | user: " in card
 
 
 @pytest.mark.launch

@@ -15,6 +15,7 @@ from judge_sft.hub.base_model import base_model_of, is_hub_id, read_adapter_conf
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 from judge_sft.train.inference_template import SERVERS, TEMPLATE_NAME, engines
 from judge_sft.train.loss_curve import plot_losses
+from judge_sft.train.sample_files import markdown_table, read_samples, sample_steps, samples_path
 from judge_sft.train.saved_recipe import load_recipe
 
 CARD_NAME = "README.md"
@@ -73,6 +74,22 @@ def results_section(log_history, plot_name):
     if plot_name:
         lines += [f"![Train and val loss against step]({plot_name})", ""]
     return lines
+
+
+def samples_section(folder):
+    """The completions of the last evaluation's sample rows (eval_samples), shortened; nothing when there are none."""
+    if not sample_steps(folder):
+        return []
+    step, records = read_samples(folder)
+    return [
+        "## Samples",
+        "",
+        f"Greedy completions of the first val rows' prompts at step {step}, shortened (whole in "
+        f"`{samples_path(folder, step).relative_to(folder)}`, one file per evaluation; `judge-sft samples` shows them):",
+        "",
+        *markdown_table(records),
+        "",
+    ]
 
 
 def data_section(recipe, stats):
@@ -195,6 +212,7 @@ def model_card(folder, repo_id=None, plot_name=None):
         "",
         *serve_section(folder, repo_id, base_model),
         *results_section(state.get("log_history", []), plot_name),
+        *samples_section(folder),
         *data_section(recipe, stats),
         "## Recipe",
         "",

@@ -51,6 +51,16 @@ class JudgeArguments:
             "pushed adapter config and by the model card"
         },
     )
+    eval_samples: int = field(
+        default=4,
+        metadata={
+            "help": "at every evaluation, greedy completions of the first N val rows, written to OUTPUT_DIR/samples/ "
+            "and the reporters; 0 = off"
+        },
+    )
+    eval_samples_max_new_tokens: int = field(
+        default=256, metadata={"help": "the most tokens each eval sample completion may have"}
+    )
     skip_doctor: bool = field(
         default=False, metadata={"help": "train even when `judge-sft doctor`'s start-up checks fail"}
     )
@@ -127,4 +137,10 @@ def parse_recipe(argv, for_launch=True):
     if model_args.model_name_or_path and os.path.isdir(model_args.model_name_or_path):
         # recorded absolute, so the adapter config and the card that name it hold from any working directory
         model_args.model_name_or_path = os.path.abspath(model_args.model_name_or_path)
+    if judge_args.eval_samples < 0:
+        raise JudgeSFTError(f"recipe: eval_samples must be 0 (off) or more, not {judge_args.eval_samples}")
+    if judge_args.eval_samples_max_new_tokens < 1:
+        raise JudgeSFTError(
+            f"recipe: eval_samples_max_new_tokens must be 1 or more, not {judge_args.eval_samples_max_new_tokens}"
+        )
     return judge_args, training_args, model_args

@@ -5,6 +5,7 @@ how this module fixes it (gradients under ZeRO-1/2, the loss normaliser, SP in e
 in docs/sequence_parallelism.md.
 """
 
+import contextlib
 import math
 
 import torch
@@ -16,6 +17,7 @@ from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAd
 from deepspeed.utils import groups
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import find_packed_sequence_indices
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.train.launch import sp_heads_problem
@@ -133,6 +135,19 @@ class SequenceParallel:
             sp_world_size=self.sp_size,
             device=self.trainer.accelerator.device,
         )
+
+    @contextlib.contextmanager
+    def attention_without_sp(self):
+        """The model's stock attention inside the block (generation: each rank runs whole sequences of its own).
+        DeepSpeed installs Ulysses as a local override of transformers' attention registry, over the stock function;
+        removing the override shows the stock one, and putting it back restores SP for the training that follows."""
+        implementation = self.trainer.accelerator.parallelism_config.sp_handler.sp_attn_implementation
+        ulysses = ALL_ATTENTION_FUNCTIONS[implementation]
+        del ALL_ATTENTION_FUNCTIONS[implementation]
+        try:
+            yield
+        finally:
+            ALL_ATTENTION_FUNCTIONS[implementation] = ulysses
 
     def count_trained_tokens(self, batch_samples, device):
         """The trained tokens of the global batch of one optimizer step: every shard of every rank's micro batches."""
