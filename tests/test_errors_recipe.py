@@ -18,15 +18,8 @@ def files_under(folder):
 
 
 @pytest.fixture
-def recipe(tmp_path, tiny_model_dir, small_data, capsys):
+def recipe(tmp_path, tiny_model_dir, small_data, quiet_imports):
     """recipe(text) -> a recipe file that is valid but for `text`, from line 6; the output directory is never made."""
-    # Imported here so that the import-time notices of DeepSpeed and transformers' reporters land in no test's stdout.
-    import transformers.integrations.integration_utils  # noqa: F401
-
-    import judge_sft.commands.doctor  # noqa: F401
-    import judge_sft.commands.plan  # noqa: F401
-
-    capsys.readouterr()
 
     def write(text):
         train, val = small_data
