@@ -13,9 +13,10 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from judge_sft import __version__
 from judge_sft.data.stats import stats_beside
+from judge_sft.data.tokenization import describe_drops
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 from judge_sft.train.loss_curve import plot_losses
-from judge_sft.train.saved_recipe import load_recipe
+from judge_sft.train.saved_recipe import load_data_rows, load_recipe
 
 CARD_NAME = "README.md"
 HELPSTEER2 = {
@@ -78,12 +79,21 @@ def results_section(log_history, plot_name):
     return lines
 
 
-def data_section(recipe, stats):
+def rows_note(key, path, counts):
+    """' (40 rows; 38 trained on, dropped: truncation 2)' from the run's data_rows.json, else the file's row count."""
+    if counts:
+        used = "trained on" if key == "train_file" else "evaluated"
+        dropped = f", dropped: {describe_drops(counts['dropped'])}" if counts["dropped"] else ""
+        return f" ({counts['rows']} rows; {counts['kept']} {used}{dropped})"
+    rows = parquet_rows(path)
+    return f" ({rows} rows)" if rows is not None else ""
+
+
+def data_section(recipe, stats, data_rows=None):
     lines = ["## Data", ""]
     for key in ("train_file", "val_file"):
         if recipe.get(key):
-            rows = parquet_rows(recipe[key])
-            lines.append(f"- {key}: `{recipe[key]}`" + (f" ({rows} rows)" if rows is not None else ""))
+            lines.append(f"- {key}: `{recipe[key]}`" + rows_note(key, recipe[key], (data_rows or {}).get(key)))
     if stats:
         dropped = ", ".join(f"{reason} {count}" for reason, count in stats.dropped.items() if count)
         options = stats.options
@@ -144,7 +154,7 @@ def model_card(folder, repo_id=None, plot_name=None):
         "`tokenizer.apply_chat_template(messages, add_generation_prompt=True)` renders prompts exactly as training did.",
         "",
         *results_section(state.get("log_history", []), plot_name),
-        *data_section(recipe, stats),
+        *data_section(recipe, stats, load_data_rows(folder)),
         "## Recipe",
         "",
     ]
