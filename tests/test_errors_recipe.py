@@ -50,21 +50,6 @@ WRONG_TYPES = [
 ]
 
 
-@pytest.mark.parametrize("command", ["plan", "doctor"])
-@pytest.mark.parametrize("text, message", WRONG_TYPES)
-def test_a_recipe_value_of_the_wrong_type_is_one_line_naming_file_line_key_value_and_type(
-    capsys, tmp_path, recipe, command, text, message
-):
-    path = recipe(text)
-    before = files_under(tmp_path)
-    assert run_command(capsys, command, path) == (
-        1,
-        "",
-        f"judge-sft {command}: error: {path} line {FIRST_LINE_UNDER_TEST}: {message}\n",
-    )
-    assert files_under(tmp_path) == before
-
-
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -96,17 +81,19 @@ RANGES = [
 
 
 @pytest.mark.parametrize("command", ["plan", "doctor"])
-@pytest.mark.parametrize("text, message", RANGES)
-def test_a_meaningless_number_in_the_recipe_is_refused_before_anything_loads(
+@pytest.mark.parametrize("text, message", WRONG_TYPES + RANGES)
+def test_a_recipe_value_of_the_wrong_type_or_meaningless_is_one_line_naming_file_line_key_value_and_expectation(
     capsys, tmp_path, recipe, command, text, message
 ):
-    """`plan` once said "fits" with max_length 0, and doctor passed it: both now stop at the recipe."""
+    """Checked before anything loads: `plan` once said "fits" with max_length 0, and doctor passed it."""
     path = recipe(text)
+    before = files_under(tmp_path)
     assert run_command(capsys, command, path) == (
         1,
         "",
         f"judge-sft {command}: error: {path} line {FIRST_LINE_UNDER_TEST}: {message}\n",
     )
+    assert files_under(tmp_path) == before
 
 
 @pytest.mark.parametrize("command", ["plan", "doctor"])
@@ -143,32 +130,27 @@ def test_judge_sft_recipe_refuses_what_the_recipe_checks_refuse_with_the_same_wo
     )
 
 
-def test_invalid_yaml_names_its_line_and_column(capsys, recipe):
-    path = recipe("learning_rate: 1.0e-5\n  warmup_steps: 0.1")
-    assert run_command(capsys, "plan", path) == (
-        1,
-        "",
-        f"judge-sft plan: error: {path} line 7, column 15: invalid YAML: mapping values are not allowed here\n",
-    )
-
-
-def test_a_key_given_twice_is_refused_naming_both_lines(capsys, recipe):
-    """PyYAML would keep the second value silently."""
-    path = recipe("max_length: 512\nlearning_rate: 1.0e-5\nmax_length: 1024")
-    assert run_command(capsys, "doctor", path) == (
-        1,
-        "",
-        f"judge-sft doctor: error: {path} line 8: `max_length` is given twice (first on line 6); name each key once\n",
-    )
-
-
-def test_an_unknown_key_names_its_line_and_the_closest_key(capsys, recipe):
-    path = recipe("max_lenght: 512")
-    assert run_command(capsys, "plan", path) == (
-        1,
-        "",
-        f"judge-sft plan: error: {path} line 6: unknown recipe key `max_lenght`; did you mean `max_length`?\n",
-    )
+@pytest.mark.parametrize(
+    "command, text, message",
+    [
+        (
+            "plan",
+            "learning_rate: 1.0e-5\n  warmup_steps: 0.1",
+            "line 7, column 15: invalid YAML: mapping values are not allowed here",
+        ),
+        # PyYAML alone would keep the second value silently
+        (
+            "doctor",
+            "max_length: 512\nlearning_rate: 1.0e-5\nmax_length: 1024",
+            "line 8: `max_length` is given twice (first on line 6); name each key once",
+        ),
+        ("plan", "max_lenght: 512", "line 6: unknown recipe key `max_lenght`; did you mean `max_length`?"),
+    ],
+    ids=["invalid YAML", "a key given twice", "an unknown key"],
+)
+def test_a_recipe_file_mistake_names_its_line(capsys, recipe, command, text, message):
+    path = recipe(text)
+    assert run_command(capsys, command, path) == (1, "", f"judge-sft {command}: error: {path} {message}\n")
 
 
 def test_run_py_prints_the_same_one_line_instead_of_argparse_usage(tmp_path, recipe):

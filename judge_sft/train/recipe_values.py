@@ -3,7 +3,7 @@ given twice is refused), every value against its key's type, and the ranges outs
 
 Each failure is one line naming where the value came from (the recipe file and line, or the command line), the key,
 the value and what was expected. parse_recipe (run.py, plan, doctor) and `judge-sft recipe` share these checks.
-Nothing here imports TRL: the parser actions and dataclass fields are passed in.
+Nothing here imports TRL: the parser's actions are passed in.
 """
 
 import argparse
@@ -88,16 +88,12 @@ def value_problem(action, value, nullable):
         return None
     if value is None:
         return None if nullable else f"expected {expected}, got null"
-    if isinstance(value, (list, dict)):
-        if (
-            converter_name(action) == "str"
-            and not action.choices
-            or isinstance(value, list)
-            and action.nargs in ("+", "*")
-        ):
-            items = value if isinstance(value, list) else []
-        else:
+    if isinstance(value, list) and action.nargs in ("+", "*"):
+        items = value
+    elif isinstance(value, (list, dict)):
+        if converter_name(action) != "str" or action.choices:
             return f"expected {expected}, got a YAML {'list' if isinstance(value, list) else 'mapping'}"
+        items = []  # a free-text key given a list or mapping (report_to: [wandb, tensorboard]): the dataclass reads it
     else:
         items = [value]
     for item in items:
@@ -186,8 +182,9 @@ def check_command_line_values(argv, actions):
         while not equals and index < len(argv) and not is_option(argv[index]) and len(values) != wanted:
             values.append(argv[index])
             index += 1
-        for value in values:
-            problem = item_problem(action, action.dest, value, expected_type(action)) if expected_type(action) else None
+        expected = expected_type(action)
+        for value in values if expected else []:
+            problem = item_problem(action, action.dest, value, expected)
             if problem:
                 raise JudgeSFTError(f"command line: {name}: {problem}")
 
