@@ -10,12 +10,12 @@ import sys
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, set_seed
+from transformers import AutoModelForCausalLM, IntervalStrategy, set_seed
 from trl import get_peft_config
 
 from judge_sft import patches
 from judge_sft.data.messages import open_messages, resolve_train_on
-from judge_sft.data.tokenization import tokenize_dataset
+from judge_sft.data.tokenization import describe_drops, tokenize_dataset
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.upload import apply_hub_defaults
 from judge_sft.planning.doctor import check_before_training
@@ -25,8 +25,9 @@ from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_templ
 from judge_sft.train.checkpoints import last_complete_checkpoint
 from judge_sft.train.inference_template import check_inference_template, inference_template
 from judge_sft.train.launch import check_cpu_offload, first_to_report, launched_world_size, plan_batch
+from judge_sft.train.model_config import require_model_source
 from judge_sft.train.samples import EvalSamples, sample_prompts
-from judge_sft.train.saved_recipe import save_recipe
+from judge_sft.train.saved_recipe import save_data_rows, save_recipe
 from judge_sft.train.tiled_mlp import tile_mlp
 from judge_sft.train.trainer import JudgeSFTTrainer
 
@@ -34,7 +35,8 @@ logger = logging.getLogger("judge_sft")
 
 
 def load_split(path, judge_args, training_args, tokenizer, chat_template):
-    """A messages Parquet -> tokenised rows with labels, truncated at max_length (the same code as inspect-data)."""
+    """A messages Parquet -> (tokenised rows with labels, truncated at max_length, as inspect-data sees them; their
+    count: {rows, kept, dropped: {reason: rows}})."""
     open_messages(path, judge_args.messages_key)  # exists, is Parquet, has the column with the right type
     train_on = resolve_train_on(judge_args.train_on, path)
     with training_args.main_process_first(desc=f"tokenizing {path}"):
@@ -50,10 +52,34 @@ def load_split(path, judge_args, training_args, tokenizer, chat_template):
             training_args.dataset_num_proc,
         )
     logger.info(
-        f"{path}: {len(dataset)} rows, loss on {train_on} assistant message(s); "
-        f"{dropped} dropped (truncation at {training_args.max_length} cut every trained token)"
+        f"{path}: {len(rows)} rows, {len(dataset)} kept (loss on {train_on} assistant message(s), max_length "
+        f"{training_args.max_length}); dropped: {describe_drops(dropped)}"
     )
-    return dataset
+    return dataset, {"rows": len(rows), "kept": len(dataset), "dropped": dropped}
+
+
+def no_rows(path, count):
+    reasons = (
+        f"all {count['rows']} dropped: {describe_drops(count['dropped'])}" if count["rows"] else "the file has none"
+    )
+    return f"{path}: no trainable row ({reasons})"
+
+
+def load_data(judge_args, training_args, tokenizer, template):
+    """(train rows, val rows or None, {split key: count}). No train row is an error; no val row, a warning and no
+    evaluation. `template`: the training chat template, with its {% generation %} masks."""
+    train, counts = load_split(judge_args.train_file, judge_args, training_args, tokenizer, template)
+    counts = {"train_file": counts}
+    if not len(train):
+        raise JudgeSFTError(f"{no_rows(judge_args.train_file, counts['train_file'])}; see `judge-sft inspect-data`")
+    if not judge_args.val_file:
+        return train, None, counts
+    val, counts["val_file"] = load_split(judge_args.val_file, judge_args, training_args, tokenizer, template)
+    if not len(val):
+        if training_args.should_log:
+            logger.warning(f"{no_rows(judge_args.val_file, counts['val_file'])}; no val/loss will be logged")
+        val, training_args.eval_strategy, training_args.do_eval = None, IntervalStrategy.NO, False
+    return train, val, counts
 
 
 def saved_chat_template(tokenizer, training_template, skip_doctor):
@@ -83,6 +109,7 @@ def configure_launch(judge_args, training_args, model_args):
     logger.info(batch.describe())
     plugin = training_args.deepspeed_plugin
     check_cpu_offload(judge_args.cpu_offload, plugin.deepspeed_config if plugin else None)
+    require_model_source(model_args.model_name_or_path, model_args.model_revision)
     sequence_parallel.configure(judge_args, training_args, model_args, launched_world_size())  # sp_size > 1
     apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
 
@@ -94,8 +121,6 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     configure_launch(judge_args, training_args, model_args)
-    if training_args.should_save:  # for the model card and `judge-sft push`
-        save_recipe(training_args.output_dir, argv, (judge_args, training_args, model_args))
     set_seed(training_args.seed)
     if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks; a failure stops the run here
         check_before_training(judge_args, training_args, model_args)
@@ -105,13 +130,11 @@ def main(argv=None):
     tokenizer.chat_template = saved_chat_template(tokenizer, training_template, judge_args.skip_doctor)
     training_args.chat_template_path = None  # applied: SFTTrainer would put the marked template back on the tokenizer
 
-    train_dataset = load_split(judge_args.train_file, judge_args, training_args, tokenizer, training_template)
-    eval_dataset = (
-        load_split(judge_args.val_file, judge_args, training_args, tokenizer, training_template)
-        if judge_args.val_file
-        else None
-    )
-    samples = sample_prompts(judge_args, tokenizer, training_args.max_length)  # eval_samples
+    train_dataset, eval_dataset, data_rows = load_data(judge_args, training_args, tokenizer, training_template)
+    if training_args.should_save:  # for the model card and `judge-sft push`; only once every check above passed
+        save_recipe(training_args.output_dir, argv, (judge_args, training_args, model_args))
+        save_data_rows(training_args.output_dir, data_rows)
+    samples = sample_prompts(judge_args, tokenizer, training_args.max_length) if eval_dataset is not None else None
     # Rows are already truncated at max_length by tokenize_dataset; TRL refuses max_length with padding_free.
     training_args.max_length = None
 

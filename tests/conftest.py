@@ -36,6 +36,19 @@ def qwen3_tokenizer():
     return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
 
 
+@pytest.fixture
+def quiet_imports(capsys):
+    """The commands' heavy imports done and their import-time notices (transformers' "Running in WANDB offline mode",
+    DeepSpeed's accelerator warning) drained: a test's captured stdout holds only what the command printed."""
+    import transformers.integrations.integration_utils  # noqa: F401
+
+    import judge_sft.commands.doctor  # noqa: F401
+    import judge_sft.commands.inspect_data  # noqa: F401
+    import judge_sft.commands.plan  # noqa: F401
+
+    capsys.readouterr()
+
+
 SINGLE_TURN = [{"role": "user", "content": "Is 7 prime?"}, {"role": "assistant", "content": "Yes."}]
 MULTI_TURN = [
     {"role": "user", "content": "Is 7 prime?"},

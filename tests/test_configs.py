@@ -30,7 +30,7 @@ def test_recipe_and_command_line_overrides(tmp_path, monkeypatch):
 def test_misspelt_recipe_key_is_named_with_the_closest_valid_key(tmp_path):
     recipe = write_recipe(tmp_path, BASE.format(out=tmp_path) + "learnig_rate: 1.0e-5\n")
     with pytest.raises(
-        JudgeSFTError, match=r"recipe.yaml: unknown recipe key `learnig_rate`; did you mean `learning_rate`\?"
+        JudgeSFTError, match=r"recipe.yaml line 6: unknown recipe key `learnig_rate`; did you mean `learning_rate`\?"
     ):
         parse_recipe([recipe])
 

@@ -63,7 +63,7 @@ def test_single_and_multi_turn_trained_text_with_the_files_train_on(capsys, data
         "num_tokens": count(qwen3_tokenizer, PROMPT + YES),
         "num_loss_tokens": count(qwen3_tokenizer, YES),
         "truncated": False,
-        "dropped": False,
+        "dropped": None,
         "loss_text": YES,
     }
     # prepare-data recorded train_on=final: the earlier answer is context, only the last one is trained
@@ -73,7 +73,7 @@ def test_single_and_multi_turn_trained_text_with_the_files_train_on(capsys, data
         "num_tokens": count(qwen3_tokenizer, multi_text),
         "num_loss_tokens": count(qwen3_tokenizer, NO),
         "truncated": False,
-        "dropped": False,
+        "dropped": None,
         "loss_text": NO,
     }
 
@@ -93,7 +93,7 @@ def test_truncation_is_reported_and_cuts_the_trained_text_on_the_right(capsys, d
         long_answer["num_tokens"],
         long_answer["num_loss_tokens"],
         long_answer["dropped"],
-    ) == (True, MAX_LENGTH, MAX_LENGTH - prompt_tokens, False)
+    ) == (True, MAX_LENGTH, MAX_LENGTH - prompt_tokens, None)
     assert long_answer["loss_text"].startswith("<think>\n\n</think>\n\none two two")
     assert long_answer["loss_text"].endswith(" two")  # cut mid-answer: no <|im_end|>
     # a prompt longer than max_length leaves nothing to train on: training drops the row
@@ -103,9 +103,9 @@ def test_truncation_is_reported_and_cuts_the_trained_text_on_the_right(capsys, d
         long_prompt["num_loss_tokens"],
         long_prompt["dropped"],
         long_prompt["loss_text"],
-    ) == (True, MAX_LENGTH, 0, True, "")
+    ) == (True, MAX_LENGTH, 0, "truncation", "")
     assert "truncated: 2 of 4 rows (50.0%)" in summary.splitlines()
-    assert "dropped (truncation left no trained token): 1" in summary.splitlines()
+    assert "dropped: truncation 1" in summary.splitlines()
 
 
 def test_readable_rendering_brackets_the_trained_tokens_when_not_a_terminal(capsys, data, qwen3_tokenizer):

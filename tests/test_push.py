@@ -212,7 +212,7 @@ def test_card_states_base_model_recipe_data_losses_version_and_licence(
     assert saved_recipe["gradient_accumulation_steps"] == 2 and "hub_token" not in saved_recipe
     # the data: files, and prepare-data's stats
     stats = json.loads((prepared_data / "stats.json").read_text())
-    assert f"`{prepared_data / 'train.parquet'}` ({TRAIN_SAMPLE} rows)" in text
+    assert f"`{prepared_data / 'train.parquet'}` ({TRAIN_SAMPLE} rows; {TRAIN_SAMPLE} trained on)" in text
     assert f"{stats['rows_read']} rows read, {stats['rows_kept']} kept" in text
     assert f"correctness >= {stats['options']['min']['correctness']}" in text
     assert "CC-BY-4.0" in text

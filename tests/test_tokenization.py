@@ -83,7 +83,7 @@ def test_rows_whose_trained_tokens_are_all_cut_are_dropped_and_counted(qwen3_tok
     long_prompt = [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok"}]
     dataset = Dataset.from_list([{"messages": SINGLE}, {"messages": long_prompt}, {"messages": MULTI}])
     kept, dropped = tokenize_dataset(dataset, qwen3_tokenizer, template, max_length=64, train_on="final")
-    assert dropped == 1 and len(kept) == 2
+    assert dropped == {"truncation": 1} and len(kept) == 2
     assert all(row["num_loss_tokens"] > 0 for row in kept)
     assert [len(row["input_ids"]) <= 64 for row in kept] == [True, True]
 

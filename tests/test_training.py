@@ -80,7 +80,10 @@ def tokenized_lengths(model_dir, path, max_length):
 def test_step_count_matches_the_batch_arithmetic(reference_run):
     directory, result = reference_run
     assert "dp=2; global batch 8 = micro batch 2 x dp 2 x gradient accumulation 2" in result.stdout
-    assert "1 dropped (truncation at 256 cut every trained token)" in result.stdout
+    assert (
+        f"{directory / 'train.parquet'}: {TRAIN_ROWS + 1} rows, {TRAIN_ROWS} kept (loss on final assistant message(s), "
+        "max_length 256); dropped: truncation 1"
+    ) in result.stdout
     state = read_state(directory / "out" / f"checkpoint-{STEPS}")
     assert state["global_step"] == STEPS and state["max_steps"] == STEPS
 

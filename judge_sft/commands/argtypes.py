@@ -3,6 +3,8 @@
 import argparse
 import math
 
+from judge_sft.train.recipe_values import TYPE_NAMES, range_problem
+
 
 def number_in(text, convert, accepts, expected):
     """`convert(text)` when `accepts` it, else argparse's error: "expected <expected>, got <text>"."""
@@ -32,3 +34,20 @@ def positive_number(text):
 def unit_fraction(text):
     """A number in (0, 1]: a share that must be above nothing and at most all (MFU)."""
     return number_in(text, float, lambda value: 0 < value <= 1, "a fraction in (0, 1]")
+
+
+def recipe_value(key, convert=int):
+    """The argparse type of a flag that sets recipe key `key`: converted as the recipe converts it, and refused where
+    parse_recipe would refuse it (the shared range checks of judge_sft/train/recipe_values.py)."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {TYPE_NAMES[convert.__name__]}, got {text!r}") from None
+        problem = range_problem(key, value, text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse

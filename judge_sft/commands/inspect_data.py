@@ -7,7 +7,8 @@ truncation bit, and the trained text (highlighted; `loss_text` in --json), then 
 import json
 import sys
 
-from judge_sft.data.inspection import header, inspect_row, render, summary
+from judge_sft.commands.argtypes import recipe_value
+from judge_sft.data.inspection import header, inspect_row, invalid_row_problem, invalid_rows_error, render, summary
 from judge_sft.data.messages import MESSAGES_COLUMN, iter_conversations, open_messages, resolve_train_on
 from judge_sft.train.chat_templates import load_tokenizer, training_chat_template
 
@@ -21,7 +22,10 @@ def add_arguments(parser):
         "--tokenizer", required=True, help="the model's tokenizer: Hub id or directory (model_name_or_path)"
     )
     parser.add_argument(
-        "--max-length", type=int, default=4096, help="tokens per row, as the recipe's max_length (default 4096)"
+        "--max-length",
+        type=recipe_value("max_length"),
+        default=4096,
+        help="tokens per row, as the recipe's max_length (default 4096)",
     )
     parser.add_argument(
         "--train-on",
@@ -54,12 +58,13 @@ def main(args):
     chat_template = training_chat_template(tokenizer)
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     markers = ANSI_TRAINED if colour else BRACKETS
-    reports = []
+    reports, first_problem = [], None
     for index, messages in iter_conversations(args.file, args.messages_key, args.limit):
         report, tokenized = inspect_row(
             index, messages, tokenizer, chat_template, args.max_length, train_on, args.truncation_mode, args.file
         )
         reports.append(report)
+        first_problem = first_problem or invalid_row_problem(report, messages)
         if args.json:
             print(json.dumps(report, ensure_ascii=False))
         else:
@@ -67,4 +72,6 @@ def main(args):
             print(render(tokenized, tokenizer, markers))
     lines = summary(reports, args.max_length, train_on)
     print("\n".join(lines), file=sys.stderr if args.json else sys.stdout)
+    if first_problem:  # after the report, which shows the rows: training would drop them for their data
+        raise invalid_rows_error(args.file, reports, first_problem)
     return 0

@@ -7,7 +7,7 @@
 import argparse
 from pathlib import Path
 
-from judge_sft.commands.argtypes import positive_int
+from judge_sft.commands.argtypes import positive_int, recipe_value
 from judge_sft.files import write_atomically
 from judge_sft.train.recipe_template import TEMPLATE, build_recipe
 
@@ -19,20 +19,27 @@ def add_arguments(parser):
     parser.add_argument("--val-file", help="messages Parquet for val/loss (VAL_FILE); without it, no evaluation")
     parser.add_argument(
         "--total-batch-size",
-        type=positive_int,
+        type=recipe_value("total_batch_size"),
         default=96,
         help="global sequences per optimizer step (TOTAL_BATCH_SIZE)",
     )
     parser.add_argument(
         "--micro-batch-size",
-        type=positive_int,
+        type=recipe_value("per_device_train_batch_size"),
         default=12,
         help="sequences per GPU per forward pass (MICRO_BATCH_SIZE)",
     )
-    parser.add_argument("--sp-size", type=positive_int, default=8, help="Ulysses sequence-parallel size (SP_SIZE)")
-    parser.add_argument("--epochs", type=float, default=1, help="training epochs (TOTAL_EPOCHS)")
     parser.add_argument(
-        "--max-length", type=positive_int, default=4096, help="tokens per row; longer rows are cut on the right"
+        "--sp-size", type=recipe_value("sp_size"), default=8, help="Ulysses sequence-parallel size (SP_SIZE)"
+    )
+    parser.add_argument(
+        "--epochs", type=recipe_value("num_train_epochs", float), default=1, help="training epochs (TOTAL_EPOCHS)"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=recipe_value("max_length"),
+        default=4096,
+        help="tokens per row; longer rows are cut on the right",
     )
     parser.add_argument(
         "--cpu-offload",

@@ -3,7 +3,15 @@ training's own tokenise-and-mask function."""
 
 import numpy as np
 
-from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
+from judge_sft.data.tokenization import (
+    IGNORE_INDEX,
+    INVALID,
+    NO_ASSISTANT,
+    count_drops,
+    describe_drops,
+    tokenize_messages,
+)
+from judge_sft.data.validate import check_messages
 from judge_sft.errors import JudgeSFTError
 
 PERCENTILES = (50, 90, 99)
@@ -22,7 +30,7 @@ def inspect_row(index, messages, tokenizer, chat_template, max_length, train_on,
         "num_tokens": tokenized["num_tokens"],
         "num_loss_tokens": tokenized["num_loss_tokens"],
         "truncated": tokenized["truncated"],
-        "dropped": tokenized["num_loss_tokens"] == 0,  # training drops a row left with no trained token
+        "dropped": tokenized["drop_reason"],  # why training drops the row (no trained token left), or None
         "loss_text": decode(tokenizer, trained),
     }
     return report, tokenized
@@ -54,7 +62,7 @@ def wrap(text, markers):
 def header(report):
     state = "TRUNCATED" if report["truncated"] else "not truncated"
     if report["dropped"]:
-        state += ", DROPPED (no trained token left)"
+        state += f", DROPPED ({report['dropped']})"
     return f"=== row {report['row']}: {report['num_tokens']} tokens, {report['num_loss_tokens']} trained, {state}"
 
 
@@ -64,7 +72,6 @@ def summary(reports, max_length, train_on):
     tokens = np.array([report["num_tokens"] for report in reports])
     trained = np.array([report["num_loss_tokens"] for report in reports])
     truncated = sum(report["truncated"] for report in reports)
-    dropped = sum(report["dropped"] for report in reports)
 
     def spread(values):
         cuts = "  ".join(f"p{p} {np.percentile(values, p):.0f}" for p in PERCENTILES)
@@ -75,5 +82,19 @@ def summary(reports, max_length, train_on):
         f"tokens:         {spread(tokens)}",
         f"trained tokens: {spread(trained)}",
         f"truncated: {truncated} of {len(reports)} rows ({truncated / len(reports):.1%})",
-        f"dropped (truncation left no trained token): {dropped}",
+        f"dropped: {describe_drops(count_drops(report['dropped'] for report in reports))}",
     ]
+
+
+def invalid_row_problem(report, messages):
+    """'row N: <first problem>' when training drops the row for its data (not for truncation), else None."""
+    if report["dropped"] in (NO_ASSISTANT, INVALID):
+        return f"row {report['row']}: {check_messages(messages)[0]}"
+    return None
+
+
+def invalid_rows_error(path, reports, first_problem):
+    invalid = sum(report["dropped"] in (NO_ASSISTANT, INVALID) for report in reports)
+    return JudgeSFTError(
+        f"{path}: {invalid} of {len(reports)} rows cannot be trained ({first_problem}); see `judge-sft validate-data`"
+    )

@@ -2,12 +2,19 @@
 
 Loss is on assistant tokens only (labels -100 elsewhere). With `train_on="final"` only the last assistant message is
 trained (HelpSteer2 rates only the final response; earlier assistant turns are context). Rows are truncated on the
-right at `max_length`; a row left with no trained token is dropped and counted, never trained with zero loss tokens.
+right at `max_length`; a row left with no trained token is dropped and counted under its reason (DROP_REASONS), never
+trained with zero loss tokens.
 """
 
 import hashlib
+from collections import Counter
+
+from judge_sft.data.validate import check_messages
 
 IGNORE_INDEX = -100
+NO_ASSISTANT, INVALID, TRUNCATED, UNTRAINED = "no assistant message", "invalid row", "truncation", "nothing marked"
+DROP_REASONS = (NO_ASSISTANT, INVALID, TRUNCATED, UNTRAINED)  # UNTRAINED: the template marks no token for loss
+CACHE_VERSION = 2  # of tokenize_messages' output: the datasets cache of tokenised rows is keyed on it
 
 
 def keep_last_span(mask):
@@ -21,8 +28,30 @@ def keep_last_span(mask):
     return [0] * start + [1] * (end - start) + [0] * (len(mask) - end)
 
 
+def drop_reason(messages, trained_untruncated, trained):
+    """Why a row is dropped (one of DROP_REASONS, the first that applies), or None when it has a trained token."""
+    if trained:
+        return None
+    if not any(isinstance(message, dict) and message.get("role") == "assistant" for message in messages or []):
+        return NO_ASSISTANT
+    if check_messages(messages):
+        return INVALID
+    return TRUNCATED if trained_untruncated else UNTRAINED
+
+
+def count_drops(reasons):
+    """{reason: rows} in DROP_REASONS order, reasons with no row left out."""
+    counts = Counter(reason for reason in reasons if reason)
+    return {reason: counts[reason] for reason in DROP_REASONS if counts[reason]}
+
+
+def describe_drops(dropped):
+    """'no assistant message 2, truncation 1', or 'none'."""
+    return ", ".join(f"{reason} {count}" for reason, count in dropped.items()) or "none"
+
+
 def tokenize_messages(messages, tokenizer, chat_template, max_length, train_on, truncation_mode="keep_start"):
-    """One conversation -> {input_ids, labels, num_tokens, num_loss_tokens, truncated}.
+    """One conversation -> {input_ids, labels, num_tokens, num_loss_tokens, truncated, drop_reason}.
 
     `truncation_mode` is SFTConfig's: "keep_start" cuts on the right (the cookbook's `truncation: right`)."""
     encoded = tokenizer.apply_chat_template(
@@ -36,6 +65,7 @@ def tokenize_messages(messages, tokenizer, chat_template, max_length, train_on, 
     mask = list(encoded["assistant_masks"])
     if train_on == "final":
         mask = keep_last_span(mask)
+    trained_untruncated = sum(mask)
     truncated = max_length is not None and len(input_ids) > max_length
     if truncated:
         kept = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length, None)
@@ -47,6 +77,7 @@ def tokenize_messages(messages, tokenizer, chat_template, max_length, train_on, 
         "num_tokens": len(input_ids),
         "num_loss_tokens": sum(mask),
         "truncated": truncated,
+        "drop_reason": drop_reason(messages, trained_untruncated, sum(mask)),
     }
 
 
@@ -60,8 +91,7 @@ def tokenize_dataset(
     truncation_mode="keep_start",
     num_proc=None,
 ):
-    """Tokenise a datasets.Dataset of conversations. Returns (trainable dataset, number of rows dropped because
-    truncation cut off every trained token)."""
+    """Tokenise a datasets.Dataset of conversations. Returns (trainable rows, {drop reason: rows dropped})."""
     settings = (chat_template, max_length, train_on, messages_key, truncation_mode)
     fingerprint = cache_fingerprint(dataset, tokenizer, settings)
     tokenized = dataset.map(
@@ -79,7 +109,7 @@ def tokenize_dataset(
         desc="Dropping rows with no trained token",
         new_fingerprint=f"{fingerprint}-trainable",
     )
-    return trainable, len(tokenized) - len(trainable)
+    return trainable.remove_columns("drop_reason"), count_drops(tokenized["drop_reason"])
 
 
 def cache_fingerprint(dataset, tokenizer, settings):
@@ -87,5 +117,5 @@ def cache_fingerprint(dataset, tokenizer, settings):
     included, on every call (1-8 s per file at every start); the tokenizer's serialised form is hashed instead."""
     digest = hashlib.sha256(dataset._fingerprint.encode())
     digest.update(tokenizer.backend_tokenizer.to_str().encode())
-    digest.update(repr(settings).encode())
+    digest.update(repr((settings, CACHE_VERSION)).encode())
     return digest.hexdigest()[:32]

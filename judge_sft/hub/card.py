@@ -11,12 +11,13 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from judge_sft import __version__
 from judge_sft.data.stats import stats_beside
+from judge_sft.data.tokenization import describe_drops
 from judge_sft.hub.base_model import base_model_of, is_hub_id, read_adapter_config
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 from judge_sft.train.inference_template import SERVERS, TEMPLATE_NAME, engines
 from judge_sft.train.loss_curve import plot_losses
 from judge_sft.train.sample_files import markdown_table, read_samples, sample_steps, samples_path
-from judge_sft.train.saved_recipe import load_recipe
+from judge_sft.train.saved_recipe import load_data_rows, load_recipe
 
 CARD_NAME = "README.md"
 HELPSTEER2 = {
@@ -92,12 +93,21 @@ def samples_section(folder):
     ]
 
 
-def data_section(recipe, stats):
+def rows_note(key, path, counts):
+    """' (40 rows; 38 trained on, dropped: truncation 2)' from the run's data_rows.json, else the file's row count."""
+    if counts:
+        used = "trained on" if key == "train_file" else "evaluated"
+        dropped = f", dropped: {describe_drops(counts['dropped'])}" if counts["dropped"] else ""
+        return f" ({counts['rows']} rows; {counts['kept']} {used}{dropped})"
+    rows = parquet_rows(path)
+    return f" ({rows} rows)" if rows is not None else ""
+
+
+def data_section(recipe, stats, data_rows=None):
     lines = ["## Data", ""]
     for key in ("train_file", "val_file"):
         if recipe.get(key):
-            rows = parquet_rows(recipe[key])
-            lines.append(f"- {key}: `{recipe[key]}`" + (f" ({rows} rows)" if rows is not None else ""))
+            lines.append(f"- {key}: `{recipe[key]}`" + rows_note(key, recipe[key], (data_rows or {}).get(key)))
     if stats:
         dropped = ", ".join(f"{reason} {count}" for reason, count in stats.dropped.items() if count)
         options = stats.options
@@ -213,7 +223,7 @@ def model_card(folder, repo_id=None, plot_name=None):
         *serve_section(folder, repo_id, base_model),
         *results_section(state.get("log_history", []), plot_name),
         *samples_section(folder),
-        *data_section(recipe, stats),
+        *data_section(recipe, stats, load_data_rows(folder)),
         "## Recipe",
         "",
     ]

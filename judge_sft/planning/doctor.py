@@ -39,6 +39,7 @@ class Check:
     status: str
     name: str
     message: str
+    skippable: bool = True  # training could go on despite it (`skip_doctor`); False: training would fail the same way
 
     def line(self):
         return f"{self.status.upper():4}  {self.name}: {self.message}"
@@ -50,9 +51,9 @@ def check_data(path, messages_key):
     try:
         conversations = read_conversations(path, messages_key)
     except JudgeSFTError as error:
-        return Check(FAIL, name, str(error)), None
+        return Check(FAIL, name, str(error), skippable=False), None
     if not conversations:
-        return Check(FAIL, name, f"{path}: no rows"), None
+        return Check(FAIL, name, f"{path}: no rows", skippable=False), None
     invalid = [(row, problems) for row, problems in enumerate(map(check_messages, conversations)) if problems]
     if invalid:
         row, problems = invalid[0]
@@ -89,11 +90,12 @@ def template_source(tokenizer, training_args):
 def check_template(tokenizer, training_args):
     """(check, training template or None)."""
     if not tokenizer.chat_template:
-        return Check(FAIL, "chat template", "the tokenizer has no chat template; set `chat_template_path`"), None
+        message = "the tokenizer has no chat template; set `chat_template_path`"
+        return Check(FAIL, "chat template", message, skippable=False), None
     try:
         template = training_chat_template(tokenizer)
     except JudgeSFTError as error:
-        return Check(FAIL, "chat template", str(error)), None
+        return Check(FAIL, "chat template", str(error), skippable=False), None
     return Check(PASS, "chat template", template_source(tokenizer, training_args)), template
 
 
@@ -257,7 +259,7 @@ def run_checks(judge_args, training_args, model_args):
     try:
         tokenizer = recipe_tokenizer(model_args, training_args)
     except JudgeSFTError as error:
-        return checks + [Check(FAIL, "tokenizer", str(error))]
+        return checks + [Check(FAIL, "tokenizer", str(error), skippable=False)]
     template_check, template = check_template(tokenizer, training_args)
     checks.append(template_check)
     try:
@@ -291,7 +293,9 @@ def check_before_training(judge_args, training_args, model_args):
     failed = [check for check in checks if check.status == FAIL]
     if failed:
         more = f" (and {len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
-        raise JudgeSFTError(
-            f"doctor: {failed[0].name}: {failed[0].message}{more}; fix it, or set `skip_doctor: true` "
-            "in the recipe to train anyway"
-        )
+        # skip_doctor only helps when training could go on without what failed.
+        advice = "; fix it, or set `skip_doctor: true` in the recipe to train anyway"
+        if not all(check.skippable for check in failed):
+            failed.sort(key=lambda check: check.skippable)
+            advice = ""
+        raise JudgeSFTError(f"doctor: {failed[0].name}: {failed[0].message}{more}{advice}")

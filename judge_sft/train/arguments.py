@@ -1,20 +1,23 @@
 """Recipe parsing: one YAML recipe + `--key value` overrides -> (JudgeArguments, SFTConfig, ModelConfig).
 
-TRL's own parser does the work; on top, a misspelt key is an error that names it and suggests the closest valid key.
+TRL's own parser does the work; before it, every key and value is checked (recipe_values.py), so that a misspelt key,
+a value of the wrong type or out of range, and a YAML mistake are each one line naming the file and line or the
+command line.
 """
 
 import dataclasses
 import difflib
 import os
+import typing
 from dataclasses import dataclass, field
 
 import torch
-import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.base_model import HUB_ID
 from judge_sft.train.launch import launched_world_size
+from judge_sft.train.recipe_values import check_command_line_values, check_file_values, read_recipe
 
 
 @dataclass
@@ -70,7 +73,29 @@ RECIPE_DATACLASSES = (JudgeArguments, SFTConfig, ModelConfig)
 
 
 def valid_keys():
-    return sorted({f.name for cls in RECIPE_DATACLASSES for f in dataclasses.fields(cls)})
+    return sorted({field.name for cls in RECIPE_DATACLASSES for field in dataclasses.fields(cls)})
+
+
+def nullable_keys():
+    """Keys that may be null: typed `T | None` (read from the annotations, as TRL's parser rewrites the field types
+    to T) or defaulting to None."""
+    return {
+        name
+        for cls in RECIPE_DATACLASSES
+        for name, hint in typing.get_type_hints(cls).items()
+        if type(None) in typing.get_args(hint)
+    } | {field.name for cls in RECIPE_DATACLASSES for field in dataclasses.fields(cls) if field.default is None}
+
+
+class RecipeParser(TrlParser):
+    """TRL's parser, whose command-line errors are one JudgeSFTError line instead of argparse's usage and exit 2."""
+
+    def error(self, message):
+        raise JudgeSFTError(f"command line: {message}")
+
+    def key_actions(self):
+        """{key: the action that parses `--key`} (not the `--no_key` of a boolean)."""
+        return {key: self._option_string_actions[f"--{key}"] for key in valid_keys()}
 
 
 def unknown_key_error(key, where):
@@ -80,20 +105,13 @@ def unknown_key_error(key, where):
 
 
 def check_recipe_keys(recipe_path):
-    try:
-        with open(recipe_path) as stream:
-            recipe = yaml.safe_load(stream)
-    except OSError as error:
-        raise JudgeSFTError(f"{recipe_path}: cannot read recipe ({error.strerror})")
-    except yaml.YAMLError as error:
-        raise JudgeSFTError(f"{recipe_path}: invalid YAML ({str(error).splitlines()[0]})")
-    if not isinstance(recipe, dict):
-        raise JudgeSFTError(f"{recipe_path}: a recipe is a YAML mapping of key: value")
+    """The recipe file's {key: value}: valid YAML, each key once, every key known. Returns (recipe, {key: line})."""
+    recipe, lines = read_recipe(recipe_path)
     known = set(valid_keys()) | {"env"}
     for key in recipe:
         if key not in known:
-            raise unknown_key_error(key, recipe_path)
-    return recipe
+            raise unknown_key_error(key, f"{recipe_path} line {lines[key]}")
+    return recipe, lines
 
 
 def parse_recipe(argv, for_launch=True):
@@ -104,7 +122,15 @@ def parse_recipe(argv, for_launch=True):
     argv = list(argv)
     if argv and not argv[0].startswith("-"):
         argv = ["--config", argv[0], *argv[1:]]
-    recipe = check_recipe_keys(argv[argv.index("--config") + 1]) if "--config" in argv else {}
+    parser = RecipeParser(RECIPE_DATACLASSES)
+    parser.allow_abbrev = False  # `--learning_rat` is a typo to name, not a prefix of learning_rate
+    actions = parser.key_actions()
+    recipe = {}
+    if "--config" in argv:
+        recipe_path = argv[argv.index("--config") + 1]
+        recipe, lines = check_recipe_keys(recipe_path)
+        check_file_values(recipe_path, recipe, lines, actions, nullable_keys())
+    check_command_line_values(argv, actions)
     if not for_launch:
         argv += ["--use_cpu", "true"]
     launched = "WORLD_SIZE" in os.environ and for_launch
@@ -113,8 +139,6 @@ def parse_recipe(argv, for_launch=True):
         # world of one (each trains on all the data); naming gloo makes it init DeepSpeed's process group with it.
         # Not outside a launch: gloo there would ask for a process group nobody started.
         argv += ["--ddp_backend", "gloo"]
-    parser = TrlParser(RECIPE_DATACLASSES)
-    parser.allow_abbrev = False  # `--learning_rat` is a typo to name, not a prefix of learning_rate
     try:
         *parsed, unknown = parser.parse_args_and_config(argv, return_remaining_strings=True)
     except ValueError as error:  # the dataclasses' own checks (e.g. bf16 on a machine without it)

@@ -25,6 +25,7 @@ from judge_sft.train.inference_template import (
     has_training_tags,
     inference_template,
 )
+from judge_sft.train.model_config import require_model_source
 
 # sha256 of released templates TRL does not recognise -> the TRL training template that renders them.
 KNOWN_STOCK_TEMPLATES = {
@@ -73,6 +74,7 @@ def load_tokenizer(name_or_path, revision=None, chat_template_path=None):
     """The tokenizer as run.py loads it, with the recipe's `chat_template_path` applied (not yet the training template)."""
     from transformers import AutoTokenizer
 
+    require_model_source(name_or_path, revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:

@@ -1,4 +1,5 @@
-"""The run's resolved recipe, saved as OUTPUT_DIR/recipe.yaml for the model card and `judge-sft push`.
+"""The run's resolved recipe, saved as OUTPUT_DIR/recipe.yaml for the model card and `judge-sft push`; and the rows
+each split contributed, OUTPUT_DIR/data_rows.json. Both are written once the start-up checks passed and the data loaded.
 
 Resolved: the keys the recipe file and the command line set, with the values the parsed dataclasses hold (types
 applied, gradient accumulation derived from total_batch_size). Secrets never reach the file: `hub_token`, and any
@@ -7,6 +8,7 @@ applied, gradient accumulation derived from total_batch_size). Secrets never rea
 
 import dataclasses
 import enum
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import yaml
 from judge_sft.files import write_atomically
 
 RECIPE_NAME = "recipe.yaml"
+DATA_ROWS_NAME = "data_rows.json"
 SECRET_KEYS = {"hub_token"}
 SECRET_ENV_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.I)
 DERIVED_KEYS = ("gradient_accumulation_steps",)  # set by plan_batch, not by the user
@@ -72,12 +75,27 @@ def save_recipe(output_dir, argv, parsed):
     return write_atomically(Path(output_dir) / RECIPE_NAME, text)
 
 
-def find_recipe(folder):
-    """recipe.yaml of an output directory, or of the run a `checkpoint-N` folder belongs to; None when neither has one."""
-    for candidate in (Path(folder) / RECIPE_NAME, Path(folder).parent / RECIPE_NAME):
+def save_data_rows(output_dir, counts):
+    """Write OUTPUT_DIR/data_rows.json: {"train_file" / "val_file": {rows, kept, dropped: {reason: rows}}}."""
+    return write_atomically(Path(output_dir) / DATA_ROWS_NAME, json.dumps(counts, indent=2) + "\n")
+
+
+def find_recipe(folder, name=RECIPE_NAME):
+    """recipe.yaml (or `name`) of an output directory, or of the run a `checkpoint-N` folder belongs to; None when
+    neither has one."""
+    for candidate in (Path(folder) / name, Path(folder).parent / name):
         if candidate.is_file():
             return candidate
     return None
+
+
+def load_data_rows(folder):
+    """The run's data_rows.json as a dict; {} when the run wrote none."""
+    path = find_recipe(folder, DATA_ROWS_NAME)
+    try:
+        return json.loads(path.read_text()) if path else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def load_recipe(folder):
