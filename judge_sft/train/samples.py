@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-from judge_sft.data.messages import iter_conversations, open_messages
+from judge_sft.data.messages import iter_conversations
 from judge_sft.train.sample_files import SAMPLES_DIR, markdown_table, prompt_text, write_samples
 
 logger = logging.getLogger("judge_sft")
@@ -43,9 +43,9 @@ def sample_prompts(judge_args, tokenizer, max_length):
     skipped (and counted in the log), never truncated: the model never saw such a prompt whole."""
     if not judge_args.val_file or not judge_args.eval_samples:
         return []
-    parquet = open_messages(judge_args.val_file, judge_args.messages_key)
     prompts, too_long = [], []
-    for row, messages in iter_conversations(parquet, judge_args.messages_key, limit=judge_args.eval_samples):
+    rows = iter_conversations(judge_args.val_file, judge_args.messages_key, limit=judge_args.eval_samples)
+    for row, messages in rows:
         split = split_at_final_answer(messages)
         if split is None:  # an invalid row (doctor's data check names it at start-up): nothing to complete
             continue
