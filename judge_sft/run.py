@@ -1,6 +1,7 @@
 """Train a judge model: `accelerate launch --config_file accelerate_configs/<cfg>.yaml judge_sft/run.py RECIPE.yaml [--key value ...]`.
 
-seed -> data -> tokenizer -> model -> trainer -> train -> save -> push, as the recipe says.
+seed -> data -> tokenizer -> model -> trainer -> train -> save -> push, as the recipe says. Asked to stop (SIGTERM,
+SIGUSR1, `stop_after`), it saves a checkpoint at the end of the step in progress and exits with REQUEUE_STATUS (75).
 """
 
 import atexit
@@ -26,6 +27,7 @@ from judge_sft.train.checkpoints import last_complete_checkpoint
 from judge_sft.train.inference_template import check_inference_template, inference_template
 from judge_sft.train.launch import check_cpu_offload, first_to_report, launched_world_size, plan_batch
 from judge_sft.train.model_config import require_model_source
+from judge_sft.train.preemption import REQUEUE_STATUS, StopOnRequest
 from judge_sft.train.samples import EvalSamples, sample_prompts
 from judge_sft.train.saved_recipe import save_data_rows, save_recipe
 from judge_sft.train.tiled_mlp import tile_mlp
@@ -118,6 +120,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     patches.install()
     judge_args, training_args, model_args = parse_recipe(argv)
+    stop = StopOnRequest(judge_args.stop_after)  # from here on SIGTERM / SIGUSR1 only note the request
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     configure_launch(judge_args, training_args, model_args)
@@ -154,6 +157,7 @@ def main(argv=None):
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        callbacks=[stop],
     )
     if samples:
         trainer.add_callback(EvalSamples(trainer, samples, judge_args.eval_samples_max_new_tokens))
@@ -161,6 +165,9 @@ def main(argv=None):
     if last_checkpoint:
         logger.info(f"resuming from {last_checkpoint}")
     trainer.train(resume_from_checkpoint=last_checkpoint)
+    if stop.stopped_at is not None:  # the relaunch saves the model, writes the card and pushes
+        trainer.accelerator.wait_for_everyone()  # no rank exits (and has torchrun end the others) mid-checkpoint
+        return REQUEUE_STATUS
 
     # Consolidated safetensors + tokenizer with the saved template. _internal_call: no push from inside save_model
     # (it would gather the ZeRO-3 weights a second time); the push below uploads what this wrote.
@@ -169,6 +176,7 @@ def main(argv=None):
     trainer.create_model_card()  # main process: README.md with the final losses, the loss curve, the recipe, the data
     if training_args.push_to_hub:
         trainer.push_to_hub()  # main process, after the barrier: a long upload keeps no rank waiting
+    return 0
 
 
 def exit_cleanly(code):
@@ -185,9 +193,9 @@ def exit_cleanly(code):
 
 if __name__ == "__main__":
     try:
-        main()
+        status = main()
     except JudgeSFTError as error:
         if first_to_report(str(error)):  # every rank has it: print it once
             print(f"judge-sft run: error: {error}", file=sys.stderr)
         exit_cleanly(1)
-    exit_cleanly(0)
+    exit_cleanly(status)

@@ -110,8 +110,8 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=600, check=True, env=None):
-    """Run the real launch command and return the CompletedProcess (stdout+stderr in .stdout)."""
+def launch_command(recipe, *overrides, config=CPU_CONFIG, num_processes=None):
+    """`accelerate launch --config_file CONFIG judge_sft/run.py RECIPE [--key value ...]` on a free port."""
     command = [
         sys.executable,
         "-m",
@@ -123,9 +123,13 @@ def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=60
     ]
     if num_processes:
         command += ["--num_processes", str(num_processes)]
-    command += [str(REPO / "judge_sft" / "run.py"), str(recipe), *map(str, overrides)]
+    return command + [str(REPO / "judge_sft" / "run.py"), str(recipe), *map(str, overrides)]
+
+
+def launch(recipe, *overrides, config=CPU_CONFIG, num_processes=None, timeout=600, check=True, env=None):
+    """Run the real launch command and return the CompletedProcess (stdout+stderr in .stdout)."""
     result = subprocess.run(
-        command,
+        launch_command(recipe, *overrides, config=config, num_processes=num_processes),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

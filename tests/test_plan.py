@@ -408,3 +408,22 @@ def test_host_ram_decides_the_offload_verdict(capsys, tmp_path, qwen3_32b_dir):
     assert_advice_verdicts(
         capsys, recipe, result, ["--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir, "--cpu-memory-gb", 512]
     )
+
+
+def test_checkpoint_size_save_time_and_stop_warning(capsys, tmp_path, qwen3_32b_dir):
+    recipe = cookbook_recipe(tmp_path, qwen3_32b_dir, tmp_path / "absent.parquet")
+    two_nodes = plan(capsys, recipe, "--num-gpus", 8, "--num-nodes", 2)
+    params = qwen3_32b_params()
+    assert two_nodes["checkpoint_weights_gb"] == pytest.approx(params * 2 / GB)  # bf16, whole, from rank 0
+    assert two_nodes["checkpoint_optimizer_gb"] == pytest.approx(params * 12 / GB)  # fp32 master, Adam m and v
+    assert two_nodes["checkpoint_gb_first_node"] == pytest.approx((params * 2 + params * 12 / 2) / GB)
+    faster = plan(capsys, recipe, "--num-gpus", 8, "--num-nodes", 2, "--write-gb-per-s", 4)
+    assert faster["save_seconds"] == pytest.approx(two_nodes["save_seconds"] / 4)
+    for result in (two_nodes, faster):
+        needed = 1.5 * (result["step_seconds_at_max_length"] + result["save_seconds"])
+        assert result["stop_warning_seconds"] % 60 == 0 and needed <= result["stop_warning_seconds"] < needed + 60
+    # the numbers recipes/launch.slurm and docs/training.md quote for this recipe on one node
+    assert cli.main(["plan", str(recipe), "--num-gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "427.2 GB per save" in out and "sbatch --signal=B:USR1@720," in out
+    assert "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=720" in out

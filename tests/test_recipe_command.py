@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -249,6 +252,8 @@ def clean_environment():
         "OUTPUT_DIR",
         "RECIPE",
         "GPUS_PER_NODE",
+        "STOP_SECONDS",
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT",
     }
     return {key: value for key, value in os.environ.items() if key not in read and not key.startswith("SLURM_")}
 
@@ -444,3 +449,67 @@ def test_launch_slurm_gives_each_node_its_own_machine_rank(tmp_path, fake_bin):
             "--machine-rank",
             str(node),
         ]
+
+
+# The training as launch.slurm sees it: `accelerate` stands for torchrun (SIGTERM: it stops its workers, then exits 1;
+# otherwise it exits FAKE_STATUS); `scancel --signal=TERM` signals it as Slurm signals the processes of a job's steps.
+SLURM_FAKES = {
+    "srun": 'while [[ $1 == -* ]]; do shift; done\nSLURM_NODEID=0 "$@"\n',
+    "scontrol": 'if [[ $1 == show ]]; then echo gpu-a; else echo "$*" >> "$RECORD_DIR/scontrol"; fi\n',
+    "scancel": 'echo "$*" >> "$RECORD_DIR/scancel"\nkill -TERM "$(cat "$RECORD_DIR/accelerate.pid")"\n',
+    "accelerate": 'echo "$TORCH_ELASTIC_SHUTDOWN_TIMEOUT" > "$RECORD_DIR/grace"\ntrap \'kill $!; exit 1\' TERM\n'
+    'echo $$ > "$RECORD_DIR/accelerate.pid"\nsleep "$FAKE_SECONDS" & wait $!\nexit "$FAKE_STATUS"\n',
+}
+SLURM_JOB = {"SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "gpu-a", "SLURM_SUBMIT_DIR": str(REPO)}
+
+
+@pytest.fixture
+def slurm_bin(fake_bin):
+    for tool, body in SLURM_FAKES.items():
+        (fake_bin / tool).write_text("#!/bin/bash\n" + body)
+        (fake_bin / tool).chmod(0o755)
+    return fake_bin
+
+
+def recorded_lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_launch_slurm_stops_the_training_on_slurms_warning_and_requeues_the_job(tmp_path, slurm_bin):
+    env = {
+        **clean_environment(),
+        **SLURM_JOB,
+        "PATH": f"{slurm_bin}:{os.environ['PATH']}",
+        "RECORD_DIR": str(tmp_path),
+        "FAKE_SECONDS": "60",
+        "FAKE_STATUS": "0",
+    }
+    batch = subprocess.Popen(
+        ["bash", str(LAUNCH_SLURM), "recipes/qwen3_32b.yaml"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while not (tmp_path / "accelerate.pid").exists():
+            assert batch.poll() is None, batch.stderr.read()
+            time.sleep(0.05)
+        batch.send_signal(signal.SIGUSR1)  # what `#SBATCH --signal=B:USR1@SECONDS` sends the batch script
+        _, stderr = batch.communicate(timeout=30)
+    finally:
+        batch.kill()
+    assert batch.returncode == 1, stderr  # the launcher's status is passed on
+    assert recorded_lines(tmp_path / "scancel") == ["--signal=TERM 4242"]  # every process of the job's steps
+    assert recorded_lines(tmp_path / "scontrol") == ["requeue 4242"]
+    header = LAUNCH_SLURM.read_text()
+    [warning] = re.findall(r"^#SBATCH --signal=B:USR1@(\d+)$", header, re.M)
+    assert "#SBATCH --requeue" in header.splitlines()
+    assert (tmp_path / "grace").read_text().strip() == warning  # torchrun waits that long before it SIGKILLs
+
+
+@pytest.mark.parametrize("status, requeued", [(0, False), (1, False), (75, True)])
+def test_launch_slurm_requeues_a_training_that_exits_with_the_requeue_status_only(
+    tmp_path, slurm_bin, status, requeued
+):
+    env = {**SLURM_JOB, "FAKE_SECONDS": "0", "FAKE_STATUS": str(status)}
+    result = run_script(LAUNCH_SLURM, tmp_path, slurm_bin, env, "recipes/qwen3_32b.yaml")
+    assert result.returncode == status, result.stderr
+    assert recorded_lines(tmp_path / "scontrol") == (["requeue 4242"] if requeued else [])
+    assert recorded_lines(tmp_path / "scancel") == []

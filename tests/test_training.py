@@ -1,19 +1,21 @@
 """End-to-end training through the real launch command: 2 CPU processes, DeepSpeed ZeRO-3, the tiny Qwen3.
 
-One reference run is shared by most assertions; the resume test kills and relaunches a second run.
+One reference run is shared by most assertions; the resume test kills and relaunches a second run, and the stop tests
+stop a third twice (SIGUSR1 to one worker, SIGTERM to the launcher) and relaunch it each time.
 """
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
+from conftest import REPO, conversation, launch, launch_command, tiny_recipe, write_messages
 from hub_server import FakeHub
 from safetensors.torch import load_file
 from trl.chat_template_utils import qwen3_training_chat_template
@@ -199,19 +201,8 @@ def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
     reference_dir, _ = reference_run
     train, val = make_data(tmp_path)
     recipe = tiny_recipe(tmp_path, tiny_model_dir, train, val, report_to="none", **RUN_SETTINGS)
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(CPU_CONFIG),
-        "--main_process_port",
-        str(free_port()),
-        str(REPO / "judge_sft" / "run.py"),
-        str(recipe),
-    ]
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        launch_command(recipe), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
         wait_for(tmp_path / "out" / "checkpoint-2" / "trainer_state.json", process)
@@ -298,3 +289,219 @@ def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_
         "--chat-template tiny-lora/chat_template.jinja"
     ) in card.text
     assert "by a local path" not in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------- stop on request
+
+STOP_SETTINGS = dict(
+    RUN_SETTINGS,
+    save_steps=1000,  # the stops save between save_steps
+    report_to="tensorboard",
+    push_to_hub=True,  # a stop pushes nothing; the last relaunch pushes as the recipe says
+    hub_model_id="judge-org/stopped-judge",
+    hub_strategy="every_save",
+)
+GRACE = 300  # torchrun's grace before SIGKILL (TORCH_ELASTIC_SHUTDOWN_TIMEOUT): a CPU step, an eval and a save on busy cores
+HUB_TOKEN = "hf_judgesftstoptest"
+
+
+class BackgroundLaunch:
+    """The launch command in the background; its output (launcher and workers) collected as it comes."""
+
+    def __init__(self, recipe, env):
+        self.process = subprocess.Popen(
+            launch_command(recipe),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+        self.lines = []
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for_steps(self, count, timeout=600):
+        """Until the main process has logged `count` optimizer steps: one `{'loss': ...}` line each."""
+        deadline = time.time() + timeout
+        while self.output().count("{'loss':") < count:
+            assert self.process.poll() is None, f"the launch ended before step {count}:\n{self.output()[-4000:]}"
+            assert time.time() < deadline, f"step {count} never came"
+            time.sleep(0.2)
+
+    def worker(self, rank):
+        import psutil
+
+        [pid] = [
+            child.pid
+            for child in psutil.Process(self.process.pid).children()
+            if child.environ().get("RANK") == str(rank)
+        ]
+        return pid
+
+    def kill(self):
+        """After a failed wait, no processes left behind."""
+        if self.process.poll() is None:
+            kill_tree(self.process)
+
+    def finish(self, timeout=600):
+        self.process.wait(timeout)
+        self.reader.join()
+        return self.output()
+
+
+def started_checkpoints(output_dir):
+    return {int(path.name.split("-")[1]) for path in output_dir.glob("checkpoint-*")}
+
+
+def complete_checkpoints(output_dir):
+    return sorted(int(path.parent.name.split("-")[1]) for path in output_dir.glob("checkpoint-*/trainer_state.json"))
+
+
+def checkpoint_contents(output_dir, step):
+    """What a relaunch needs from checkpoint-STEP: its recorded step, the weights, every rank's optimizer shard."""
+    checkpoint = output_dir / f"checkpoint-{step}"
+    return {
+        "global_step": read_state(checkpoint)["global_step"],
+        "weights": sorted(load_file(checkpoint / "model.safetensors")),
+        "optimizer_shards": len(list(checkpoint.glob(f"global_step{step}/*_optim_states.pt"))),
+    }
+
+
+def signal_each(pids, signum):
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory, tiny_model_dir):
+    """The reference recipe stopped twice and relaunched each time with the same command: SIGUSR1 to rank 1 only once
+    step 1 is logged; then SIGTERM to the launcher once step 3 is, and SIGTERM again to the workers while they save."""
+
+    directory = tmp_path_factory.mktemp("stopped")
+    train, val = make_data(directory)
+    recipe = tiny_recipe(directory, tiny_model_dir, train, val, **STOP_SETTINGS)
+    output_dir = directory / "out"
+    run = {"output_dir": output_dir}
+    with FakeHub(HUB_TOKEN) as hub, contextlib.ExitStack() as cleanup:
+        env = {
+            **hub.env(),
+            "HF_HOME": str(directory / "hf_home"),
+            "HF_TOKEN": HUB_TOKEN,
+            "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(GRACE),
+        }
+        first = BackgroundLaunch(recipe, env)
+        cleanup.callback(first.kill)
+        first.wait_for_steps(1)
+        os.kill(first.worker(rank=1), signal.SIGUSR1)
+        run["first"] = first.finish()
+        [run["first_stop"]] = complete_checkpoints(output_dir)
+        run["first_checkpoint"] = checkpoint_contents(output_dir, run["first_stop"])
+        run["first_events"] = sorted(output_dir.rglob("events.out.tfevents.*"))
+
+        second = BackgroundLaunch(recipe, env)
+        cleanup.callback(second.kill)
+        second.wait_for_steps(3 - run["first_stop"])
+        workers = [second.worker(rank) for rank in (0, 1)]
+        signalled = time.monotonic()
+        os.kill(second.process.pid, signal.SIGTERM)
+        while not started_checkpoints(output_dir) - {run["first_stop"]} and second.process.poll() is None:
+            time.sleep(0.1)
+        signal_each(workers, signal.SIGTERM)  # a second signal, during the save
+        run["second"] = second.finish()
+        run["stop_seconds"] = time.monotonic() - signalled
+        run["complete_after_stops"] = complete_checkpoints(output_dir)
+        run["checkpoints_after_stops"] = [checkpoint_contents(output_dir, step) for step in run["complete_after_stops"]]
+        run["final_model_after_stops"] = (output_dir / "model.safetensors").exists()
+        run["commits_after_stops"] = [commit.message for commit in hub.repos[STOP_SETTINGS["hub_model_id"]].commits]
+
+        run["third"] = launch(recipe, env=env).stdout
+        run["commits"] = [commit.message for commit in hub.repos[STOP_SETTINGS["hub_model_id"]].commits]
+    return run
+
+
+def test_sigusr1_to_one_worker_stops_every_rank_after_a_checkpoint_of_that_step(stopped_run):
+    from judge_sft.train.preemption import REQUEUE_STATUS
+
+    first, stop = stopped_run["first"], stopped_run["first_stop"]
+    assert "rank 1: SIGUSR1 received" in first and "rank 0: SIGUSR1 received" not in first
+    assert 2 <= stop < STEPS  # the step in progress when the signal came, not a multiple of save_steps 1000
+    assert f"a stop signal reached a training process: saving checkpoint-{stop}" in first
+    assert first.count(f"exitcode  : {REQUEUE_STATUS}") == 2  # torchrun's report of each rank's exit status
+    assert stopped_run["first_checkpoint"]["global_step"] == stop
+
+
+def test_sigterm_to_the_launcher_stops_within_torchruns_grace(stopped_run):
+    second, output_dir, first_stop = stopped_run["second"], stopped_run["output_dir"], stopped_run["first_stop"]
+    assert f"resuming from {output_dir / f'checkpoint-{first_stop}'}" in second
+    assert "Received 15 death signal, shutting down workers" in second  # torchrun passes SIGTERM on
+    assert "forcefully exiting" not in second and stopped_run["stop_seconds"] < GRACE
+    assert stopped_run["complete_after_stops"][0] == first_stop
+    [second_stop] = stopped_run["complete_after_stops"][1:]
+    assert 3 <= second_stop < STEPS  # the step after step 3, in progress when the signal came
+    assert stopped_run["checkpoints_after_stops"][1]["global_step"] == second_stop
+
+
+def test_a_second_signal_during_the_save_leaves_every_checkpoint_complete(stopped_run):
+    # both: the previous checkpoint, and the one being saved when the second signal came
+    first, second = stopped_run["checkpoints_after_stops"]
+    assert first == stopped_run["first_checkpoint"]
+    assert second["weights"] == first["weights"] and second["optimizer_shards"] == WORLD
+
+
+def test_stops_flush_the_reporters_and_push_nothing(stopped_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [events] = stopped_run["first_events"]
+    losses = EventAccumulator(str(events)).Reload().Scalars("train/loss")
+    assert [event.step for event in losses] == list(range(1, stopped_run["first_stop"] + 1))
+    assert not stopped_run["final_model_after_stops"]  # no final save either: the relaunch makes it
+    assert stopped_run["commits_after_stops"] == ["initial commit"]
+    assert len(stopped_run["commits"]) > 1  # the finishing relaunch pushes
+
+
+def test_relaunch_after_stops_matches_an_uninterrupted_run(stopped_run, reference_run):
+    reference_dir, _ = reference_run
+    output_dir = stopped_run["output_dir"]
+    resumed, uninterrupted = (
+        load_file(output_dir / "model.safetensors"),
+        load_file(reference_dir / "out" / "model.safetensors"),
+    )
+    assert resumed.keys() == uninterrupted.keys()
+    for name in uninterrupted:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
+    # one log: every step once, with the reference's loss (the same rows, in the same order)
+    history, expected = (
+        [(entry["step"], entry["loss"]) for entry in read_state(directory)["log_history"] if "loss" in entry]
+        for directory in (output_dir, reference_dir / "out")
+    )
+    assert [step for step, _ in history] == [step for step, _ in expected] == list(range(1, STEPS + 1))
+    assert [loss for _, loss in history] == pytest.approx([loss for _, loss in expected], abs=1e-6)
+    # save_total_limit 2 rotates the stops' checkpoints as any others
+    assert complete_checkpoints(output_dir) == [stopped_run["complete_after_stops"][-1], STEPS]
+
+
+def test_checkpoint_size_is_what_plan_predicts(reference_run, capsys):
+    from judge_sft import cli
+    from judge_sft.planning.memory_model import GB
+
+    directory, _ = reference_run
+    checkpoint = directory / "out" / "checkpoint-4"
+    assert cli.main(["plan", str(directory / "recipe.yaml"), "--num-gpus", str(WORLD), "--json"]) == 0
+    out = capsys.readouterr().out
+    plan = json.loads(out[out.index("{") :])  # after transformers' "[INFO] Running in WANDB offline mode", once
+    optimizer_bytes = sum(path.stat().st_size for path in checkpoint.glob("global_step4/*_optim_states.pt"))
+    weights_bytes = (checkpoint / "model.safetensors").stat().st_size
+    assert plan["checkpoint_weights_gb"] == pytest.approx(weights_bytes / GB, rel=0.01)
+    assert plan["checkpoint_optimizer_gb"] == pytest.approx(optimizer_bytes / GB, rel=0.01)

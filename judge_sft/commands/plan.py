@@ -6,6 +6,7 @@ import json
 
 from judge_sft.commands.argtypes import positive_int, positive_number, unit_fraction
 from judge_sft.errors import JudgeSFTError
+from judge_sft.planning.checkpoint_size import STOP_MARGIN, WRITE_GB_PER_S
 from judge_sft.planning.memory_model import HEADROOM
 from judge_sft.planning.plan import MFU, PEAK_TFLOPS, make_plan
 from judge_sft.train.arguments import parse_recipe
@@ -30,6 +31,12 @@ def add_machine_options(parser, default=None):
         type=positive_number,
         default=PEAK_TFLOPS if default is None else default,
         help="per-GPU dense bf16 peak (H100/H200 SXM: 989)",
+    )
+    parser.add_argument(
+        "--write-gb-per-s",
+        type=float,
+        default=WRITE_GB_PER_S if default is None else default,
+        help="one node's write bandwidth to the checkpoint file system (GB/s), for the save time",
     )
     parser.add_argument(
         "--json", action="store_true", default=False if default is None else default, help="print one JSON object"
@@ -125,11 +132,26 @@ def report(plan):
     ]
     if plan["cpu_offload"]:
         lines.append("             cpu_offload: host Adam steps and PCIe transfers usually keep MFU well below that")
+    lines += checkpoint_lines(plan)
     lines += [f"note         {note}" for note in plan["notes"]]
     if plan["advice"]:
         lines += ["", "does not fit; each change, with its new estimate:"]
         lines += [f"  - {text}" for text in plan["advice"]]
     return "\n".join(lines)
+
+
+def checkpoint_lines(plan):
+    warning = plan["stop_warning_seconds"]
+    return [
+        "",
+        f"checkpoint   {plan['checkpoint_gb']:.1f} GB per save = model.safetensors {plan['checkpoint_weights_gb']:.1f} GB "
+        f"(gathered in rank 0's host RAM) + optimizer shards {plan['checkpoint_optimizer_gb']:.1f} GB",
+        f"             (fp32 master weights, Adam m and v); node 0 writes {plan['checkpoint_gb_first_node']:.1f} GB: "
+        f"{duration(plan['save_seconds'])} at {plan['write_gb_per_s']:g} GB/s per node",
+        f"stop         the step in progress + the save, x {STOP_MARGIN:g} = {duration(warning)} before the hard kill: "
+        f"sbatch --signal=B:USR1@{warning},",
+        f"             TORCH_ELASTIC_SHUTDOWN_TIMEOUT={warning} (recipes/launch.slurm, docs/training.md)",
+    ]
 
 
 def main(args):

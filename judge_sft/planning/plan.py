@@ -1,5 +1,6 @@
 """Will a recipe fit, and how long will it take (`judge-sft plan`)? The world size is the machines named; memory comes
-from memory_model, steps and truncation from the train file tokenised as training tokenises it, advice from advice.py.
+from memory_model, steps and truncation from the train file tokenised as training tokenises it, advice from advice.py,
+what a checkpoint writes and how early to ask for a stop from checkpoint_size.
 """
 
 import math
@@ -8,6 +9,7 @@ import os
 from judge_sft.data.token_profile import profile_file
 from judge_sft.errors import JudgeSFTError
 from judge_sft.planning.advice import Planner
+from judge_sft.planning.checkpoint_size import checkpoint_size, stop_warning_seconds
 from judge_sft.planning.memory_model import GB, Setup, model_shape, training_flops
 from judge_sft.train.chat_templates import recipe_tokenizer
 from judge_sft.train.launch import plan_batch
@@ -94,6 +96,7 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
     }
     plan.update(data_numbers(profile, setup, batch, judge_args, training_args))
     plan.update(compute_numbers(shape, setup, profile, judge_args, options))
+    plan.update(checkpoint_numbers(shape, setup, options, plan["step_seconds_at_max_length"]))
     advice = [] if fits else planner.advice()
     plan["advice"] = [item.text for item in advice]
     plan["advice_detail"] = [
@@ -113,7 +116,8 @@ def unmodelled(judge_args, model_args):
     notes = []
     if model_args.use_peft:
         notes.append(
-            "use_peft: the memory above is full fine-tuning's; LoRA keeps optimizer states for the adapters only"
+            "use_peft: the memory above is full fine-tuning's, and so is the checkpoint size; LoRA keeps (and "
+            "saves) optimizer states for the adapters only"
         )
     if getattr(judge_args, "tiled_mlp", False):
         notes.append("tiled_mlp: not modelled; the activations above are without it (an upper bound)")
@@ -159,3 +163,17 @@ def compute_numbers(shape, setup, profile, judge_args, options):
         flops = training_flops(shape, profile.at(setup.max_length).lengths, setup.checkpointing)
         numbers.update(epoch_flops=flops, epoch_hours_estimate=flops / throughput / 3600)
     return numbers
+
+
+def checkpoint_numbers(shape, setup, options, step_seconds):
+    size = checkpoint_size(shape, setup)
+    save_seconds = size.save_seconds(options.write_gb_per_s)
+    return {
+        "checkpoint_gb": size.total_bytes / GB,
+        "checkpoint_weights_gb": size.weights_bytes / GB,
+        "checkpoint_optimizer_gb": size.optimizer_bytes / GB,
+        "checkpoint_gb_first_node": size.first_node_bytes / GB,
+        "write_gb_per_s": options.write_gb_per_s,
+        "save_seconds": save_seconds,
+        "stop_warning_seconds": stop_warning_seconds(step_seconds, save_seconds),
+    }

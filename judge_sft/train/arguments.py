@@ -17,6 +17,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.base_model import HUB_ID
 from judge_sft.train.launch import launched_world_size
+from judge_sft.train.preemption import parse_duration
 from judge_sft.train.recipe_values import check_command_line_values, check_file_values, read_recipe
 
 
@@ -66,6 +67,13 @@ class JudgeArguments:
     )
     skip_doctor: bool = field(
         default=False, metadata={"help": "train even when `judge-sft doctor`'s start-up checks fail"}
+    )
+    stop_after: str | None = field(
+        default=None,
+        metadata={
+            "help": "wall time after which the run saves a checkpoint and exits to be relaunched, e.g. 3h50m "
+            "(clusters without a stop signal); counted from the start of each launch"
+        },
     )
 
 
@@ -167,4 +175,18 @@ def parse_recipe(argv, for_launch=True):
         raise JudgeSFTError(
             f"recipe: eval_samples_max_new_tokens must be 1 or more, not {judge_args.eval_samples_max_new_tokens}"
         )
+    check_stop_settings(judge_args, training_args)
     return judge_args, training_args, model_args
+
+
+def check_stop_settings(judge_args, training_args):
+    """Before any weights load, not when the deadline comes."""
+    if judge_args.stop_after is not None:
+        parse_duration(judge_args.stop_after)
+    if training_args.enable_jit_checkpoint:
+        # transformers' own SIGTERM checkpoint saves on each rank as it hears the signal: a collective save that
+        # deadlocks when only some ranks do.
+        raise JudgeSFTError(
+            "recipe: enable_jit_checkpoint replaces judge-sft's stop handling (SIGTERM, SIGUSR1, stop_after), "
+            "which already saves a checkpoint on every rank; remove the key"
+        )

@@ -9,6 +9,7 @@ import yaml
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.train.launch import check_cpu_offload, plan_batch
+from judge_sft.train.preemption import REQUEUE_STATUS
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "accelerate_configs"
 STANDARD_LAUNCHER = "standard"
@@ -102,6 +103,7 @@ def check_launch(launch, judge_args, training_args, allow_env_file=False):
 def run_accelerate(argv):
     """accelerate's `launch` in this process; returns the exit status, with one line for a failed child."""
     from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:
@@ -109,7 +111,16 @@ def run_accelerate(argv):
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
         status = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode  # -N: killed by signal N
+        if status == REQUEUE_STATUS:
+            raise TrainingFailed(
+                f"training stopped to be resumed (status {status}): relaunch the same command", status
+            ) from None
         raise TrainingFailed(f"training failed: rank {rank} exited with status {status}", status) from None
+    except SignalException as signal:  # SIGTERM to this process: torchrun has passed it on to the training
+        raise TrainingFailed(
+            f"stopped by {signal.sigval.name}: relaunch the same command to resume from the newest complete checkpoint",
+            128 + signal.sigval,
+        ) from None
     return 0
 
 

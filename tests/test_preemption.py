@@ -1,0 +1,166 @@
+"""Stopping on request (judge_sft/train/preemption.py): the `stop_after` format and the recipe checks, the callback in
+this process with real signals, and a LoRA run under sp_size 2 stopped by its deadline and relaunched (two real
+launches and an uninterrupted reference). test_training.py stops full fine-tuning by signals (to one worker, to the
+launcher); test_recipe_command.py runs launch.slurm's stop and requeue."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+import yaml
+from conftest import conversation, launch, tiny_recipe, write_messages
+from safetensors.torch import load_file
+from transformers import TrainerControl, TrainerState
+from trl import SFTConfig
+
+from judge_sft.errors import JudgeSFTError
+from judge_sft.train.arguments import parse_recipe
+from judge_sft.train.preemption import REQUEUE_STATUS, STOP_SIGNALS, StopOnRequest, parse_duration
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("3h50m", 13800), ("90m", 5400), ("45s", 45), ("1h30m15s", 5415), ("2h", 7200), (600, 600), ("600", 600)],
+)
+def test_stop_after_takes_hours_minutes_and_seconds(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["3x", "", "1.5h", "m", "50m3h", "-5"])
+def test_a_malformed_stop_after_is_a_one_line_error(value):
+    with pytest.raises(JudgeSFTError) as error:
+        parse_duration(value)
+    assert str(error.value) == f"recipe: stop_after `{value}` is not a duration such as 3h50m, 90m or 45s"
+
+
+def write_recipe(tmp_path, **keys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"train_file": "train.parquet", **keys}))
+    return path
+
+
+def test_recipe_checks_stop_after_before_anything_loads(tmp_path):
+    judge_args, _, _ = parse_recipe([str(write_recipe(tmp_path, stop_after="3h50m"))], for_launch=False)
+    assert judge_args.stop_after == "3h50m"
+    with pytest.raises(JudgeSFTError, match="stop_after `soon` is not a duration"):
+        parse_recipe([str(write_recipe(tmp_path, stop_after="soon"))], for_launch=False)
+
+
+def test_transformers_jit_checkpoint_is_refused(tmp_path):
+    # it saves on each rank as that rank hears SIGTERM: a collective save that hangs when only some ranks do
+    with pytest.raises(JudgeSFTError, match="enable_jit_checkpoint replaces judge-sft's stop handling"):
+        parse_recipe([str(write_recipe(tmp_path, enable_jit_checkpoint=True))], for_launch=False)
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """StopOnRequest installs process-wide handlers: give pytest its own back."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def step_end(stop, tmp_path, global_step=3):
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    args.push_to_hub = True
+    control = TrainerControl()
+    stop.on_step_end(args, TrainerState(global_step=global_step), control)
+    return args, control
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda signum: signum.name)
+def test_a_signal_is_only_noted_and_the_step_end_saves_and_stops(signum, tmp_path, own_signal_handlers):
+    stop = StopOnRequest()
+    _, control = step_end(stop, tmp_path)
+    assert not (control.should_save or control.should_training_stop) and stop.stopped_at is None
+    os.kill(os.getpid(), signum)  # the process lives on: the handler notes the request, nothing else
+    assert stop.received == signum
+    args, control = step_end(stop, tmp_path, global_step=3)
+    assert control.should_save and control.should_training_stop and stop.stopped_at == 3
+    assert not args.push_to_hub  # the stop's checkpoint is not uploaded
+
+
+def test_the_deadline_stops_at_the_first_step_end_after_it(tmp_path, own_signal_handlers):
+    _, control = step_end(StopOnRequest("1h"), tmp_path)
+    assert not control.should_training_stop
+    stop = StopOnRequest("0s")
+    _, control = step_end(stop, tmp_path, global_step=7)
+    assert control.should_save and control.should_training_stop and stop.stopped_at == 7
+
+
+# ---------------------------------------------------------------------------------------------------- LoRA, sp_size 2
+
+LORA_SP_SETTINGS = dict(
+    sp_size=2,  # 2 processes, one SP group: dp 1, gradient accumulation 4
+    total_batch_size=8,
+    per_device_train_batch_size=2,
+    max_length=256,
+    learning_rate=1e-2,
+    warmup_steps=0,  # both steps move the adapters
+    eval_strategy="no",
+    save_steps=1000,
+    use_peft=True,
+    lora_r=4,
+    lora_alpha=8,
+    lora_target_modules=["q_proj", "v_proj"],
+    report_to="none",
+)
+LORA_SP_STEPS = 2  # 16 rows, 8 per step
+
+
+@pytest.fixture(scope="module")
+def lora_sp_runs(tmp_path_factory, tiny_model_dir):
+    """An uninterrupted run; the same recipe launched with `--stop_after 1s`, then relaunched without it."""
+    directory = tmp_path_factory.mktemp("lora_sp")
+    rows = [conversation(i, 1 + i % 3) for i in range(16)]
+    train = write_messages(directory / "train.parquet", rows, {b"judge_sft.train_on": b"final"})
+    runs = {}
+    for name in ("uninterrupted", "stopped"):
+        (directory / name).mkdir()
+        runs[name] = tiny_recipe(directory / name, tiny_model_dir, train, **LORA_SP_SETTINGS)
+    launch(runs["uninterrupted"])
+    stopped = launch(runs["stopped"], "--stop_after", "1s", check=False)
+    output_dir = directory / "stopped" / "out"
+    after_stop = sorted(path.name for path in output_dir.iterdir())
+    resumed = launch(runs["stopped"])
+    return {
+        "reference": directory / "uninterrupted" / "out",
+        "output_dir": output_dir,
+        "stopped": stopped,
+        "after_stop": after_stop,
+        "resumed": resumed,
+    }
+
+
+@pytest.mark.launch
+def test_stop_after_saves_a_checkpoint_and_exits_with_the_requeue_status(lora_sp_runs):
+    stopped, output_dir = lora_sp_runs["stopped"], lora_sp_runs["output_dir"]
+    assert "stop_after 1s reached: saving checkpoint-1" in stopped.stdout
+    assert stopped.stdout.count(f"exitcode  : {REQUEUE_STATUS}") == 2  # every rank; torchrun itself exits 1
+    assert stopped.returncode == 1
+    assert (
+        "checkpoint-1" in lora_sp_runs["after_stop"] and "adapter_model.safetensors" not in lora_sp_runs["after_stop"]
+    )
+    state = json.loads((output_dir / "checkpoint-1" / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and (output_dir / "checkpoint-1" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.launch
+def test_lora_under_sp2_resumes_to_the_adapters_of_an_uninterrupted_run(lora_sp_runs):
+    output_dir, reference = lora_sp_runs["output_dir"], lora_sp_runs["reference"]
+    assert f"resuming from {output_dir / 'checkpoint-1'}" in lora_sp_runs["resumed"].stdout
+    resumed = load_file(output_dir / "adapter_model.safetensors")
+    uninterrupted = load_file(reference / "adapter_model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(uninterrupted[name].abs().max() > 1e-3 for name in uninterrupted if "lora_B" in name)  # trained
+    for name in uninterrupted:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
+    losses = [
+        [(entry["step"], entry["loss"]) for entry in json.loads(path.read_text())["log_history"] if "loss" in entry]
+        for path in (output_dir / "trainer_state.json", reference / "trainer_state.json")
+    ]
+    assert [step for step, _ in losses[0]] == [step for step, _ in losses[1]] == list(range(1, LORA_SP_STEPS + 1))
+    assert [loss for _, loss in losses[0]] == pytest.approx([loss for _, loss in losses[1]], abs=1e-6)
