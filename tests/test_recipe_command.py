@@ -451,14 +451,14 @@ def test_launch_slurm_gives_each_node_its_own_machine_rank(tmp_path, fake_bin):
         ]
 
 
-# The training as launch.slurm sees it: `accelerate` stands for torchrun (SIGTERM: it stops its workers, then exits 1;
+# The training as launch.slurm sees it: `judge-sft train` stands for torchrun (SIGTERM: it stops its workers, then exits 1;
 # otherwise it exits FAKE_STATUS); `scancel --signal=TERM` signals it as Slurm signals the processes of a job's steps.
 SLURM_FAKES = {
     "srun": 'while [[ $1 == -* ]]; do shift; done\nSLURM_NODEID=0 "$@"\n',
     "scontrol": 'if [[ $1 == show ]]; then echo gpu-a; else echo "$*" >> "$RECORD_DIR/scontrol"; fi\n',
-    "scancel": 'echo "$*" >> "$RECORD_DIR/scancel"\nkill -TERM "$(cat "$RECORD_DIR/accelerate.pid")"\n',
-    "accelerate": 'echo "$TORCH_ELASTIC_SHUTDOWN_TIMEOUT" > "$RECORD_DIR/grace"\ntrap \'kill $!; exit 1\' TERM\n'
-    'echo $$ > "$RECORD_DIR/accelerate.pid"\nsleep "$FAKE_SECONDS" & wait $!\nexit "$FAKE_STATUS"\n',
+    "scancel": 'echo "$*" >> "$RECORD_DIR/scancel"\nkill -TERM "$(cat "$RECORD_DIR/train.pid")"\n',
+    "judge-sft": 'echo "$TORCH_ELASTIC_SHUTDOWN_TIMEOUT" > "$RECORD_DIR/grace"\ntrap \'kill $!; exit 1\' TERM\n'
+    'echo $$ > "$RECORD_DIR/train.pid"\nsleep "$FAKE_SECONDS" & wait $!\nexit "$FAKE_STATUS"\n',
 }
 SLURM_JOB = {"SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "gpu-a", "SLURM_SUBMIT_DIR": str(REPO)}
 
@@ -488,7 +488,7 @@ def test_launch_slurm_stops_the_training_on_slurms_warning_and_requeues_the_job(
         ["bash", str(LAUNCH_SLURM), "recipes/qwen3_32b.yaml"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
-        while not (tmp_path / "accelerate.pid").exists():
+        while not (tmp_path / "train.pid").exists():
             assert batch.poll() is None, batch.stderr.read()
             time.sleep(0.05)
         batch.send_signal(signal.SIGUSR1)  # what `#SBATCH --signal=B:USR1@SECONDS` sends the batch script
