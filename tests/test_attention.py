@@ -13,7 +13,7 @@ from conftest import REPO, tiny_recipe
 from judge_sft import cli
 from judge_sft.errors import JudgeSFTError
 from judge_sft.train.arguments import parse_recipe
-from judge_sft.train.attention import Device, choose
+from judge_sft.train.attention import Device, choose, probe_backend
 from judge_sft.train.varlen_attention import attend_by_document, documents
 
 NO_GPU = Device("no CUDA GPU", None)
@@ -144,6 +144,32 @@ def test_unmeasured_trl_speedups_are_refused_with_their_reason(key, tmp_path, ti
         parse_recipe([str(recipe)], for_launch=False)
     assert str(error.value).startswith(f"recipe: {key} is not supported by judge-sft: ")
     assert "measured" in str(error.value)
+
+
+def mixing_attention(module, query, key, value, attention_mask, **kwargs):
+    """Plain causal attention over the whole row: the mistake the probe is there to catch."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, None, **kwargs)
+
+
+def failing_attention(module, query, key, value, attention_mask, **kwargs):
+    raise RuntimeError("no kernel image is available for execution on the device")
+
+
+def test_the_probe_passes_sdpa_and_catches_attention_that_mixes_documents_or_fails():
+    """The probe as `auto` runs it on a GPU, here on CPU: sdpa keeps the documents of a padding-free row apart."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("mixing_attention", mixing_attention)
+    AttentionInterface.register("failing_attention", failing_attention)
+    assert probe_backend("sdpa", device="cpu") is None
+    assert probe_backend("mixing_attention", device="cpu").startswith(
+        "its padding-free documents attend to each other here (logits differ by "
+    )
+    assert probe_backend("failing_attention", device="cpu") == (
+        "fails here: RuntimeError: no kernel image is available for execution on the device"
+    )
 
 
 # ---- torch_varlen: documents found and attended apart (the kernel itself needs a GPU: tests/test_gpu.py)

@@ -193,9 +193,10 @@ def _choose_automatically(sp_size, device, probe):
     raise AssertionError("sdpa is always usable")
 
 
-def probe_backend(name):
+def probe_backend(name, device="cuda"):
     """None when `name` trains a padding-free row here with its documents apart, else what went wrong. A two-layer
-    bf16 Qwen3 on the GPU: the logits of a document packed after another equal its logits alone, and backward runs."""
+    bf16 Qwen3 on the GPU: the logits of a document packed after another equal its logits alone, and backward runs.
+    No cache, as in training: transformers looks for packed documents only then."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen3Config
 
@@ -207,18 +208,19 @@ def probe_backend(name):
     )  # fmt: skip
     try:
         torch.manual_seed(0)
-        with torch.device("cuda"):
+        with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, attn_implementation=name, dtype=torch.bfloat16)
             first, second = torch.randint(0, 128, (1, 48)), torch.randint(0, 128, (1, 80))
             positions = torch.cat([torch.arange(48), torch.arange(80)])[None]
-            packed = model(input_ids=torch.cat([first, second], dim=1), position_ids=positions).logits
-            alone = model(input_ids=second, position_ids=torch.arange(80)[None]).logits
-            packed.float().square().mean().backward()
-        torch.cuda.synchronize()
+            packed = model(input_ids=torch.cat([first, second], dim=1), position_ids=positions, use_cache=False)
+            alone = model(input_ids=second, position_ids=torch.arange(80)[None], use_cache=False)
+            packed.logits.float().square().mean().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
     except Exception as error:  # any failure means: not usable here
         return f"fails here: {type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
-    gap = (packed[0, 48:] - alone[0]).abs().max().item()
-    if gap > 0.05 * alone.abs().max().item() + 1e-2:
+    gap = (packed.logits[0, 48:] - alone.logits[0]).abs().max().item()
+    if gap > 0.05 * alone.logits.abs().max().item() + 1e-2:
         return f"its padding-free documents attend to each other here (logits differ by {gap:.3g})"
     return None
 
