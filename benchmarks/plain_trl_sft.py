@@ -5,6 +5,7 @@ accelerate launch --config_file accelerate_configs/cpu_zero3_2proc.yaml benchmar
 
 import sys
 
+import torch
 from datasets import load_dataset
 from transformers import AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
@@ -32,4 +33,6 @@ if __name__ == "__main__":
         processing_class=tokenizer,
     )
     trainer.train()
+    if torch.cuda.is_available():  # as judge_sft/run.py logs it (benchmarks/gpu_throughput.py reads both)
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GB allocated (GB = 2^30 bytes)")
     trainer.save_model(training_args.output_dir)

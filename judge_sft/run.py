@@ -20,12 +20,18 @@ from judge_sft.data.tokenization import describe_drops, tokenize_dataset
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.upload import apply_hub_defaults
 from judge_sft.planning.doctor import check_before_training
-from judge_sft.train import sequence_parallel
+from judge_sft.train import attention, sequence_parallel
 from judge_sft.train.arguments import parse_recipe
 from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_template
 from judge_sft.train.checkpoints import last_complete_checkpoint
 from judge_sft.train.inference_template import check_inference_template, inference_template
-from judge_sft.train.launch import check_cpu_offload, first_to_report, launched_world_size, plan_batch
+from judge_sft.train.launch import (
+    check_cpu_offload,
+    decided_by_main_process,
+    first_to_report,
+    launched_world_size,
+    plan_batch,
+)
 from judge_sft.train.model_config import require_model_source
 from judge_sft.train.preemption import REQUEUE_STATUS, StopOnRequest
 from judge_sft.train.samples import EvalSamples, sample_prompts
@@ -112,6 +118,11 @@ def configure_launch(judge_args, training_args, model_args):
     plugin = training_args.deepspeed_plugin
     check_cpu_offload(judge_args.cpu_offload, plugin.deepspeed_config if plugin else None)
     require_model_source(model_args.model_name_or_path, model_args.model_revision)
+    # `auto` resolved, a named backend checked: installed, supported on this GPU and with this sp_size
+    choice = decided_by_main_process(
+        training_args, lambda: attention.choose(model_args.attn_implementation, judge_args.sp_size)
+    )
+    attention.use(choice, model_args)
     sequence_parallel.configure(judge_args, training_args, model_args, launched_world_size())  # sp_size > 1
     apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
 
@@ -165,6 +176,8 @@ def main(argv=None):
     if last_checkpoint:
         logger.info(f"resuming from {last_checkpoint}")
     trainer.train(resume_from_checkpoint=last_checkpoint)
+    if torch.cuda.is_available():  # against `judge-sft plan`'s total per GPU
+        logger.info(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GB allocated (GB = 2^30 bytes)")
     if stop.stopped_at is not None:  # the relaunch saves the model, writes the card and pushes
         trainer.accelerator.wait_for_everyone()  # no rank exits (and has torchrun end the others) mid-checkpoint
         return REQUEUE_STATUS

@@ -206,8 +206,8 @@ def test_batch_arithmetic_is_logged_with_sp(stage_runs):
 def test_eager_attention_is_refused_before_the_weights_load(stage_runs):
     _, _, bad = stage_runs
     assert (
-        "sp_size 2 needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not eager"
-        in (bad / "error.txt").read_text()
+        "attn_implementation eager: not with sp_size 2: Ulysses drops the model's attention mask, which eager "
+        "attention needs; set `attn_implementation: auto` on a GPU, or sdpa" in (bad / "error.txt").read_text()
     )
     assert not (bad / "out" / "model.safetensors").exists()
 
@@ -273,9 +273,17 @@ ZERO3 = {"stage": 3}
         (2, 2, "tiny", "sdpa", None, "sp_size 2 is DeepSpeed-Ulysses sequence parallelism; launch with a DeepSpeed"),
         (2, 2, "tiny", "sdpa", {"stage": 0}, "needs ZeRO stage 1, 2 or 3 (the accelerate config has 0)"),
         (2, 2, "tiny", "sdpa", {"stage": 3, "reduce_scatter": False}, "with ZeRO-3 needs reduce_scatter: true"),
-        (2, 2, "tiny", "eager", ZERO3, "needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not eager"),
-        (2, 2, "tiny", None, ZERO3, "not unset"),
-        (2, 2, "tiny", "flex_attention", ZERO3, "attn_implementation flex_attention: Invalid sp_attn_implementation"),
+        (2, 2, "tiny", "eager", ZERO3, "eager: not with sp_size 2: Ulysses drops the model's attention mask"),
+        (2, 2, "tiny", "flex_attention", ZERO3, "flex_attention: not with sp_size 2: accelerate's DeepSpeed-Ulysses"),
+        (
+            2,
+            2,
+            "tiny",
+            "flash_attention_4",
+            ZERO3,
+            "flash_attention_4: not with sp_size 2: accelerate's DeepSpeed-Ulysses",
+        ),
+        (2, 2, "tiny", "torch_varlen", ZERO3, "torch_varlen: not with sp_size 2: accelerate's DeepSpeed-Ulysses"),
         (8, 8, "tiny", "sdpa", ZERO3, "4 attention heads are not divisible by sp_size 8"),
         (2, 2, "odd", "sdpa", ZERO3, "3 key/value heads and sp_size 2: one must divide the other"),
     ],

@@ -1,7 +1,7 @@
 """The cookbook's "loss not decreasing" checks, before any GPU hour (`judge-sft doctor`, and run.py at start-up).
 
-Data that validates, a chat template that masks what `train_on` asks for, sane special tokens, what max_length cuts,
-and how many tokens carry loss: one PASS / WARN / FAIL check each. run.py stops on a failure unless `skip_doctor`.
+An attention backend that runs here, data that validates, a chat template that masks what `train_on` asks for, sane
+special tokens, what max_length cuts, and how many tokens carry loss: one PASS / WARN / FAIL check each. run.py stops on a failure unless `skip_doctor`.
 """
 
 import logging
@@ -15,6 +15,7 @@ from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
 from judge_sft.data.validate import check_messages
 from judge_sft.errors import JudgeSFTError
 from judge_sft.planning.token_checks import FAIL, PASS, WARN, Check, check_special_tokens, check_tokens, end_of_turn_ids
+from judge_sft.train import attention
 from judge_sft.train.chat_templates import (
     KNOWN_STOCK_TEMPLATES,
     recipe_tokenizer,
@@ -23,6 +24,7 @@ from judge_sft.train.chat_templates import (
     training_chat_template,
 )
 from judge_sft.train.inference_template import check_inference_template, inference_template
+from judge_sft.train.launch import decided_by_main_process
 from judge_sft.train.model_config import load_model_config
 
 logger = logging.getLogger("judge_sft")
@@ -151,9 +153,17 @@ def check_masking(conversations, tokenizer, template, train_on, end_ids):
     return [masking, ending]
 
 
+def check_attention(model_args, sp_size):
+    """The recipe's attention backend on this machine (`auto` resolved), before any data or weights load."""
+    try:
+        return Check(PASS, "attention", attention.choose(model_args.attn_implementation, sp_size).reason)
+    except JudgeSFTError as error:
+        return Check(FAIL, "attention", str(error))
+
+
 def run_checks(judge_args, training_args, model_args):
     files = [judge_args.train_file] + ([judge_args.val_file] if judge_args.val_file else [])
-    checks, valid = [], {}
+    checks, valid = [check_attention(model_args, judge_args.sp_size)], {}
     for path in files:
         check, conversations = check_data(path, judge_args.messages_key)
         checks.append(check)
@@ -184,13 +194,7 @@ def run_checks(judge_args, training_args, model_args):
 
 def check_before_training(judge_args, training_args, model_args):
     """run.py's start-up: the checks, logged; a failure stops the run (a JudgeSFTError) unless `skip_doctor`."""
-    # The main process checks, the others wait for its verdict: every rank would find the same.
-    checks = [run_checks(judge_args, training_args, model_args) if training_args.process_index == 0 else None]
-    if training_args.world_size > 1:
-        from accelerate.utils import broadcast_object_list
-
-        broadcast_object_list(checks)
-    checks = checks[0]
+    checks = decided_by_main_process(training_args, lambda: run_checks(judge_args, training_args, model_args))
     for check in checks:
         logger.info(f"doctor: {check.line()}")
     failed = [check for check in checks if check.status == FAIL]

@@ -92,7 +92,7 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         "mfu": options.mfu,
         "peak_tflops": options.peak_tflops,
         "data_note": data_note,
-        "notes": unmodelled(judge_args, model_args),
+        "notes": unmodelled(judge_args, training_args, model_args),
     }
     plan.update(data_numbers(profile, setup, batch, judge_args, training_args))
     plan.update(compute_numbers(shape, setup, profile, judge_args, options))
@@ -111,9 +111,16 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
     return plan
 
 
-def unmodelled(judge_args, model_args):
-    """Recipe settings the memory model does not cover: its numbers are for full fine-tuning of a dense model."""
+def unmodelled(judge_args, training_args, model_args):
+    """Recipe settings the memory model does not cover: its numbers are for full fine-tuning of a dense model with a
+    varlen (flash-type) attention kernel."""
     notes = []
+    dense_mask = model_args.attn_implementation in (None, "sdpa", "eager")
+    if dense_mask and training_args.padding_free and judge_args.sp_size == 1:
+        notes.append(
+            f"attn_implementation {model_args.attn_implementation or 'sdpa'}: padding-free rows get a [tokens x tokens] "
+            "block-causal mask, not counted above; on GPUs `auto` takes a varlen kernel (docs/gpu.md)"
+        )
     if model_args.use_peft:
         notes.append(
             "use_peft: the memory above is full fine-tuning's, and so is the checkpoint size; LoRA keeps (and "

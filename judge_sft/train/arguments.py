@@ -79,6 +79,17 @@ class JudgeArguments:
 
 RECIPE_DATACLASSES = (JudgeArguments, SFTConfig, ModelConfig)
 
+# TRL keys judge-sft refuses, and why (docs/gpu.md#liger-kernel-and-activation-offloading); measuring them on GPUs is
+# pending, and each becomes a supported key once a measured run shows it speeds up or shrinks judge-sft's runs.
+REFUSED_KEYS = {
+    "use_liger_kernel": "TRL 1.16 deprecates it and applies only Liger's layer kernels (RMSNorm, SwiGLU, RoPE); the "
+    "loss, Liger's memory saving, TRL already computes in chunks without the full logits; the layer kernels are not "
+    "measured with padding-free rows and sequence parallelism yet",
+    "activation_offloading": "not measured with ZeRO-3 and sequence parallelism yet; with activation_checkpointing "
+    "each layer keeps only its input (`judge-sft plan` shows how much), and cpu_offload recipes already load the "
+    "host link",
+}
+
 
 def valid_keys():
     return sorted({field.name for cls in RECIPE_DATACLASSES for field in dataclasses.fields(cls)})
@@ -157,6 +168,9 @@ def parse_recipe(argv, for_launch=True):
     if unknown:
         raise JudgeSFTError(f"command line: unexpected argument `{unknown[0]}`")
     judge_args, training_args, model_args = parsed
+    for key, reason in REFUSED_KEYS.items():
+        if getattr(training_args, key, False):
+            raise JudgeSFTError(f"recipe: {key} is not supported by judge-sft: {reason}")
     if for_launch and training_args.world_size != launched_world_size():
         raise JudgeSFTError(
             f"the launcher started {launched_world_size()} processes but the trainer sees {training_args.world_size}; "

@@ -48,6 +48,24 @@ def launched_world_size():
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def decided_by_main_process(training_args, decide):
+    """`decide()` on the main process only, its result (or its JudgeSFTError, raised) on every rank: every rank would
+    find the same, and the others must not wait on a main process that stopped."""
+    result = [None]
+    if training_args.process_index == 0:
+        try:
+            result[0] = decide()
+        except JudgeSFTError as error:
+            result[0] = error
+    if training_args.world_size > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(result)
+    if isinstance(result[0], JudgeSFTError):
+        raise result[0]
+    return result[0]
+
+
 def check_cpu_offload(cpu_offload, deepspeed_config):
     """The recipe's `cpu_offload` must match the DeepSpeed config accelerate launched with: the launch fixes it before
     run.py starts, so run.py can only refuse a mismatch (and name the config that matches)."""

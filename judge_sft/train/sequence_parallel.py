@@ -20,6 +20,7 @@ from transformers.masking_utils import find_packed_sequence_indices
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.train import attention, varlen_attention
 from judge_sft.train.launch import sp_heads_problem
 from judge_sft.train.model_config import load_model_config
 
@@ -45,7 +46,7 @@ def configure(judge_args, training_args, model_args, world_size):
         sp_size=judge_args.sp_size,
         sp_backend="deepspeed",
         sp_handler=DeepSpeedSequenceParallelConfig(
-            sp_seq_length_is_variable=True, sp_attn_implementation=model_args.attn_implementation
+            sp_seq_length_is_variable=True, sp_attn_implementation=model_args.attn_implementation or "sdpa"
         ),
     )
 
@@ -70,16 +71,14 @@ def check_config(sp_size, world_size, model_args, zero_optimization):
             f"recipe: sp_size {sp_size} with ZeRO-3 needs reduce_scatter: true; without it DeepSpeed averages some "
             "gradient buckets over dp and others over sp x dp ranks"
         )
-    attention = model_args.attn_implementation
-    if attention in (None, "eager"):
-        raise JudgeSFTError(
-            f"recipe: sp_size {sp_size} needs attn_implementation sdpa (CPU) or flash_attention_2 (GPU), not "
-            f"{attention or 'unset'}: Ulysses drops the model's attention mask, which eager attention needs"
-        )
+    name = model_args.attn_implementation or "sdpa"  # unset: transformers' default
+    problem = attention.sp_problem(name, sp_size)
+    if problem:
+        raise JudgeSFTError(f"recipe: {problem}")
     try:
-        DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=attention)
+        DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=name)
     except ValueError as error:
-        raise JudgeSFTError(f"recipe: attn_implementation {attention}: {error}")
+        raise JudgeSFTError(f"recipe: attn_implementation {name}: {error}")
 
     model = model_args.model_name_or_path
     config = load_model_config(model_args).get_text_config()
@@ -89,9 +88,16 @@ def check_config(sp_size, world_size, model_args, zero_optimization):
 
 
 def sdpa_with_document_mask(module, query, key, value, attention_mask, position_ids=None, **kwargs):
-    """sdpa over the gathered sequence. Ulysses drops the mask the model built for its shard; sdpa alone would then be
-    plain causal, and the documents of a padding-free row would attend to each other. Rebuild the block-causal mask that
-    transformers builds at sp_size 1 from the (gathered) position_ids. It is [tokens, tokens]: on GPU use flash attention."""
+    """sdpa over the gathered sequence, documents apart. Ulysses drops the mask the model built for its shard; sdpa
+    alone would then be plain causal, and the documents of a padding-free row would attend to each other. On a GPU,
+    attend document by document with torch's varlen flash kernel; elsewhere rebuild the [tokens, tokens] block-causal
+    mask that transformers builds at sp_size 1 from the (gathered) position_ids."""
+    if attention_mask is None and varlen_attention.runs_on(query):
+        scaling = kwargs.get("scaling")
+        out = varlen_attention.attend_by_document(
+            query, key, value, None, scaling, varlen_attention.flash_varlen, position_ids=position_ids
+        )
+        return out, None
     if attention_mask is None and position_ids is not None:
         documents = find_packed_sequence_indices(position_ids)
         if documents is not None:

@@ -1,0 +1,128 @@
+"""`attn_implementation: torch_varlen`: the FlashAttention-2 kernel that ships inside PyTorch (torch.nn.attention.varlen,
+torch >= 2.10), over the documents of a padding-free row. Nothing to install and no compile step; sp_size 1 only.
+
+Registered in transformers' AttentionInterface (its public extension point) by `register()`; docs/gpu.md says where
+it stands among the other backends.
+"""
+
+import functools
+import inspect
+import weakref
+
+import torch
+import torch.nn.functional as F
+
+NAME = "torch_varlen"
+_last_documents = None  # (weakref to position_ids, documents): one computation per forward, not one per layer
+
+
+@functools.cache
+def available():
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def runs_on(tensor):
+    """Whether torch's varlen flash kernel takes this tensor: bf16 or fp16 on an Ampere or newer GPU."""
+    return tensor.is_cuda and tensor.dtype in (torch.bfloat16, torch.float16) and _ampere_or_newer(tensor.device.index)
+
+
+@functools.cache
+def _ampere_or_newer(device_index):
+    return available() and torch.cuda.get_device_capability(device_index) >= (8, 0)
+
+
+def register():
+    """Make `attn_implementation: torch_varlen` loadable by from_pretrained (idempotent)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, varlen_attention_forward)
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers' attention interface: query [batch, heads, tokens, head_dim], key and value with kv heads ->
+    ([batch, tokens, heads, head_dim], None)."""
+    return attend_by_document(query, key, value, attention_mask, scaling, flash_varlen, **kwargs), None
+
+
+def attend_by_document(query, key, value, attention_mask, scaling, kernel, position_ids=None, **kwargs):
+    """Causal attention within each document: the rows of a padded batch (`attention_mask` [batch, tokens]), or the
+    documents of a padding-free row (TRL's `cu_seq_lens_q`, else where `position_ids` restart). `kernel(q, k, v,
+    cu_seq_lens, max_length, scale)` attends over packed [tokens, heads, head_dim] tensors."""
+    batch, heads, length, head_dim = query.shape
+    packed = [
+        tensor.transpose(1, 2).reshape(batch * length, tensor.shape[1], head_dim) for tensor in (query, key, value)
+    ]
+    if attention_mask is not None:  # padded rows: their real tokens, in order
+        keep = attention_mask.reshape(-1).bool()
+        packed = [tensor[keep] for tensor in packed]
+        lengths = attention_mask.sum(-1)
+        cu_seq_lens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+        max_length = int(lengths.max())
+    elif kwargs.get("cu_seq_lens_q") is not None and batch == 1:
+        cu_seq_lens = kwargs["cu_seq_lens_q"].to(query.device, torch.int32, non_blocking=True)
+        max_length = int(kwargs["max_length_q"])
+    else:
+        cu_seq_lens, max_length = documents(position_ids, batch, length, query.device)
+    scale = scaling if scaling is not None else head_dim**-0.5
+    out = kernel(*packed, cu_seq_lens, max_length, scale)
+    if attention_mask is not None:
+        full = out.new_zeros(batch * length, heads, head_dim)
+        full[keep] = out
+        out = full
+    return out.reshape(batch, length, heads, head_dim)
+
+
+def documents(position_ids, batch, length, device):
+    """(cu_seq_lens, longest) of the documents in a [batch, tokens] batch: a document starts at each row's start and
+    wherever position_ids do not continue by 1."""
+    global _last_documents
+    if _last_documents is not None and position_ids is not None and _last_documents[0]() is position_ids:
+        return _last_documents[1]
+    if position_ids is None:
+        starts = torch.arange(0, batch * length, length, device=device)
+    else:
+        positions = position_ids.expand(batch, length).reshape(-1)
+        new_document = torch.ones_like(positions, dtype=torch.bool)
+        new_document[1:] = positions[1:] != positions[:-1] + 1
+        new_document[::length] = True
+        starts = new_document.nonzero().flatten()
+    cu_seq_lens = torch.cat([starts, starts.new_tensor([batch * length])]).to(torch.int32)
+    result = cu_seq_lens, int(cu_seq_lens.diff().max())
+    if position_ids is not None:
+        _last_documents = weakref.ref(position_ids), result
+    return result
+
+
+def flash_varlen(query, key, value, cu_seq_lens, max_length, scale):
+    """torch's varlen_attn, whose keyword arguments changed across torch releases (2.10: `is_causal`, no scale and no
+    GQA; later: `window_size=(-1, 0)` for causal, `scale`, `enable_gqa`)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    options = {}
+    parameters = varlen_parameters()
+    if "is_causal" in parameters:
+        options["is_causal"] = True
+    else:
+        options["window_size"] = (-1, 0)
+    if "scale" in parameters:
+        options["scale"] = scale
+    elif scale != query.shape[-1] ** -0.5:
+        query = query * (scale * query.shape[-1] ** 0.5)
+    if key.shape[1] != query.shape[1]:
+        if "enable_gqa" in parameters:
+            options["enable_gqa"] = True
+        else:
+            groups = query.shape[1] // key.shape[1]
+            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    return varlen_attn(query, key, value, cu_seq_lens, cu_seq_lens, max_length, max_length, **options)
+
+
+@functools.cache
+def varlen_parameters():
+    from torch.nn.attention.varlen import varlen_attn
+
+    return set(inspect.signature(varlen_attn).parameters)
