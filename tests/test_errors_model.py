@@ -58,7 +58,7 @@ def test_doctor_reports_a_missing_model_directory_as_its_tokenizer_failure(capsy
     code, out, err = run_command(capsys, "doctor", missing_model_recipe)
     assert (code, err) == (1, "")
     assert f"FAIL  tokenizer: {tmp_path / 'no-such-model'}: no such model directory" in out.splitlines()
-    assert out.splitlines()[-1] == "doctor: 2 passed, 0 warnings, 1 failed"  # the two data files still pass
+    assert out.splitlines()[-1] == "doctor: 3 passed, 0 warnings, 1 failed"  # attention and the two data files pass
 
 
 def test_a_hub_id_neither_cached_nor_reachable_offline_is_one_line(capsys, tmp_path, small_data):
