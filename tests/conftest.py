@@ -116,6 +116,24 @@ def tiny_recipe(tmp_path, model_dir, train_file, val_file=None, **overrides):
     return path
 
 
+# Plain SGD at a constant, large step, no clipping or decay: runs that should compute the same thing end with the same
+# weights to float precision (sequence-parallel parity, eval samples against the saved model).
+EXACT_SGD = dict(
+    optim="sgd",
+    learning_rate=0.1,
+    lr_scheduler_type="constant",
+    warmup_steps=0,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+)
+
+
+def run_py(recipe, timeout=300):
+    """judge_sft/run.py as one plain process (no launcher): its own parsing and start-up checks."""
+    command = [sys.executable, str(REPO / "judge_sft" / "run.py"), str(recipe)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

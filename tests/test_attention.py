@@ -2,13 +2,10 @@
 a GPU, on described GPUs (what is installed is this machine's), with sequence parallelism; the refused TRL keys; and
 torch_varlen's packing of documents, against sdpa with an explicit block-causal mask."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, tiny_recipe
+from conftest import REPO, run_py, tiny_recipe
 
 from judge_sft import cli
 from judge_sft.errors import JudgeSFTError
@@ -42,13 +39,7 @@ def test_doctor_fails_the_shipped_32b_recipe_on_attention_on_a_machine_without_a
 @without_gpu
 def test_run_stops_on_a_gpu_attention_before_tokenising(tmp_path, tiny_model_dir, small_data):
     recipe = tiny_recipe(tmp_path, tiny_model_dir, *small_data, attn_implementation="flash_attention_2")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "judge_sft" / "run.py"), str(recipe)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    result = run_py(recipe)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         "judge-sft run: error: attn_implementation flash_attention_2: needs a CUDA GPU and this machine has none; "

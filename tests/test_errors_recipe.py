@@ -2,11 +2,8 @@
 line naming where the value came from (the recipe file and its line, or the command line), the key, the value and
 what was expected; exit 1 (argparse's 2 for `judge-sft recipe`'s own flags); and nothing is written."""
 
-import subprocess
-import sys
-
 import pytest
-from conftest import REPO
+from conftest import run_py
 
 from judge_sft import cli
 
@@ -155,13 +152,7 @@ def test_a_recipe_file_mistake_names_its_line(capsys, recipe, command, text, mes
 
 def test_run_py_prints_the_same_one_line_instead_of_argparse_usage(tmp_path, recipe):
     """run.py's own entry point (one process; the launcher adds nothing to the parsing): no usage, exit 1."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "judge_sft" / "run.py"), str(recipe("bf16: maybe"))],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    result = run_py(recipe("bf16: maybe"))
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         f"judge-sft run: error: {tmp_path / 'recipe.yaml'} line 6: bf16: expected true or false, got 'maybe'"

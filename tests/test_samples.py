@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import conversation, launch, tiny_recipe, write_messages
+from conftest import EXACT_SGD, conversation, launch, tiny_recipe, write_messages
 
 from judge_sft.cli import main as cli_main
 from judge_sft.errors import JudgeSFTError
@@ -31,12 +31,7 @@ RUN_SETTINGS = dict(
     per_device_train_batch_size=1,
     per_device_eval_batch_size=1,
     max_length=MAX_LENGTH,
-    optim="sgd",
-    learning_rate=0.1,
-    lr_scheduler_type="constant",
-    warmup_steps=0,
-    weight_decay=0.0,
-    max_grad_norm=0.0,
+    **EXACT_SGD,
     eval_steps=1,
     save_strategy="no",
     report_to="none",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, tiny_recipe, write_messages
+from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
 STAGES = {1: "cpu_zero1_2proc.yaml", 2: "cpu_zero2_2proc.yaml", 3: "cpu_zero3_2proc.yaml"}
@@ -33,12 +33,7 @@ RUN_SETTINGS = dict(
     total_batch_size=TOTAL_BATCH,
     per_device_eval_batch_size=1,
     max_length=MAX_LENGTH,
-    optim="sgd",
-    learning_rate=0.1,
-    lr_scheduler_type="constant",
-    warmup_steps=0,
-    weight_decay=0.0,
-    max_grad_norm=0.0,
+    **EXACT_SGD,
     eval_strategy="steps",
     eval_steps=STEPS,
     save_strategy="steps",

@@ -139,11 +139,14 @@ def test_final_model_is_consolidated_and_reproduces_the_reported_val_loss(refere
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.chat_template_utils import qwen3_training_chat_template
 
+    from judge_sft.train.inference_template import inference_template
+
     directory, _ = reference_run
     output_dir = directory / "out"
     assert sorted(path.name for path in output_dir.glob("*.safetensors")) == ["model.safetensors"]
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    assert tokenizer.chat_template == qwen3_training_chat_template  # inference renders prompts as training did
+    # inference renders prompts as training did, without the generation tags servers reject
+    assert tokenizer.chat_template == inference_template(qwen3_training_chat_template)
     model = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32).eval()
 
     rows, _ = tokenized_lengths(output_dir, directory / "val.parquet", 256)

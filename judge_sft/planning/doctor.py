@@ -161,9 +161,11 @@ def check_attention(model_args, sp_size):
         return Check(FAIL, "attention", str(error))
 
 
-def run_checks(judge_args, training_args, model_args):
+def run_checks(judge_args, training_args, model_args, start_up=False):
+    """Every check, as `judge-sft doctor` prints them. `start_up`: run.py's, which chooses the attention backend and
+    checks the saved template itself (on GPUs the backend probe runs a model): those two are not done twice."""
     files = [judge_args.train_file] + ([judge_args.val_file] if judge_args.val_file else [])
-    checks, valid = [check_attention(model_args, judge_args.sp_size)], {}
+    checks, valid = ([] if start_up else [check_attention(model_args, judge_args.sp_size)]), {}
     for path in files:
         check, conversations = check_data(path, judge_args.messages_key)
         checks.append(check)
@@ -182,7 +184,8 @@ def run_checks(judge_args, training_args, model_args):
     checks += check_special_tokens(tokenizer, model_config, [row for rows in valid.values() for row in rows])
     if template is None:
         return checks
-    checks.append(check_saved_template(tokenizer, template))
+    if not start_up:
+        checks.append(check_saved_template(tokenizer, template))
     if judge_args.train_file in valid:
         train_on = resolve_train_on(judge_args.train_on, judge_args.train_file)
         end_ids = end_of_turn_ids(tokenizer, model_config)
@@ -194,7 +197,9 @@ def run_checks(judge_args, training_args, model_args):
 
 def check_before_training(judge_args, training_args, model_args):
     """run.py's start-up: the checks, logged; a failure stops the run (a JudgeSFTError) unless `skip_doctor`."""
-    checks = decided_by_main_process(training_args, lambda: run_checks(judge_args, training_args, model_args))
+    checks = decided_by_main_process(
+        training_args, lambda: run_checks(judge_args, training_args, model_args, start_up=True)
+    )
     for check in checks:
         logger.info(f"doctor: {check.line()}")
     failed = [check for check in checks if check.status == FAIL]
