@@ -13,7 +13,7 @@ import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
-from judge_sft.train.launch import launched_world_size
+from judge_sft.train.launch import MASTER_WEIGHTS, cpu_offload_mode, launched_world_size
 
 
 @dataclass
@@ -31,9 +31,22 @@ class JudgeArguments:
     tiled_mlp: bool = field(
         default=False, metadata={"help": "ALST tiled MLP: compute each MLP over sequence tiles (long context memory)"}
     )
-    cpu_offload: bool = field(
-        default=False,
-        metadata={"help": "offload optimizer and parameters to CPU; launch with accelerate_configs/zero3_offload.yaml"},
+    cpu_offload: str = field(
+        default="none",
+        metadata={
+            "help": "what ZeRO-3 keeps in host RAM: none, optimizer (fp32 master weights and Adam states; launch with "
+            "accelerate_configs/zero3_offload_optimizer.yaml) or all (those and the parameters: zero3_offload.yaml); "
+            "true = all, false = none"
+        },
+    )
+    master_weights: str = field(
+        default="fp32",
+        metadata={
+            "help": "fp32: DeepSpeed's mixed precision (fp32 master weights, gradients at the step and Adam states); "
+            "bf16_kahan: bf16 weights, gradients and Adam states with Kahan-compensated AdamW updates (torch-optimi), "
+            "12 instead of 16 bytes per parameter on the GPU",
+            "choices": list(MASTER_WEIGHTS),
+        },
     )
     train_on: str = field(
         default="auto",
@@ -44,8 +57,14 @@ class JudgeArguments:
         },
     )
     skip_doctor: bool = field(
-        default=False, metadata={"help": "train even when `judge-sft doctor`'s start-up checks fail"}
+        default=False,
+        metadata={"help": "train even when `judge-sft doctor`'s start-up checks (and, on GPUs, plan's memory) fail"},
     )
+
+    def __post_init__(self):
+        self.cpu_offload = cpu_offload_mode(self.cpu_offload)
+        if self.master_weights not in MASTER_WEIGHTS:  # YAML values skip argparse's choices
+            raise JudgeSFTError(f"recipe: master_weights `{self.master_weights}`: expected {' or '.join(MASTER_WEIGHTS)}")
 
 
 RECIPE_DATACLASSES = (JudgeArguments, SFTConfig, ModelConfig)
