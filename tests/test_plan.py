@@ -295,6 +295,10 @@ def test_gpu_start_up_verdict_refuses_in_one_line_with_plans_first_advice(tmp_pa
     # the fewest GPU-seconds that fit: 4 nodes (9.7 s x 32 GPUs) before optimizer offload (57.9 s x 8 GPUs)
     assert "plan's first advice: 4 nodes x 8 GPUs (world size 32, dp 4, gradient accumulation 2)" in refused
     assert "\n" not in refused
+    lora = parse_recipe(
+        [str(recipe), "--model_name_or_path", str(qwen3_32b_dir), "--use_peft", "true"], for_launch=False
+    )
+    assert memory_verdict(*lora, Machines(num_gpus=8, gpu_memory_gb=40)) is None  # not modelled: not refused
     offloaded = parse_recipe(
         [str(recipe), "--model_name_or_path", str(qwen3_32b_dir), "--cpu_offload", "all", "--master_weights", "fp32"],
         for_launch=False,

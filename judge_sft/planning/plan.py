@@ -163,7 +163,10 @@ def placement_options(planner):
 
 
 def memory_verdict(judge_args, training_args, model_args, machines):
-    """None when the recipe fits `machines`, else one line: the estimate against the memory, and plan's first advice."""
+    """None when the recipe fits `machines`, else one line: the estimate against the memory, and plan's first advice.
+    None too for what the model does not cover (LoRA, tiled MLP): its estimate would be an upper bound."""
+    if unmodelled(judge_args, model_args):
+        return None
     setup = recipe_setup(judge_args, training_args, model_args, machines)
     planner = Planner(model_shape(load_model_config(model_args)), setup, judge_args.total_batch_size, machines)
     memory = planner.estimate()
