@@ -2,8 +2,8 @@
 steps on fixed batches of the bundled HelpSteer2 sample with recipes/qwen3_32b.yaml's optimizer settings (AdamW,
 lr 1e-5, betas 0.9 / 0.95, weight decay 0.01, 10% warmup then cosine, gradient clipping at 1.0), all from the same
 bf16 initial weights. The rows are tokenised as training tokenises them (the real Qwen3 tokenizer and training chat
-template); the model's vocabulary is the tokens they use, renumbered, so that 151,936 rows of LM head do not dominate
-a CPU run. What is compared is the optimizer's arithmetic: every candidate's model computes with bf16 weights and hands
+template); the model is judge_sft.tiny_model's Qwen3 (hidden 64, 2 layers) with the tokens the rows use for its vocabulary,
+renumbered, so that 151,936 rows of LM head do not dominate a CPU run. What is compared is the optimizer's arithmetic: every candidate's model computes with bf16 weights and hands
 bf16 gradients to its optimizer, as bf16 training on GPUs does; the forward and backward themselves run in fp32 on
 those bf16 values (CPUs without bf16 units are ~100x slower in bf16), the same for every candidate.
 
@@ -69,23 +69,16 @@ def batches(rows, batch_size, steps):
     return found, len(used)
 
 
-def tiny_qwen3(vocab_size):
-    """Random weights (seed 0), rounded to bf16: the start of every candidate."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+def tiny_qwen3(model_dir, vocab_size):
+    """judge_sft.tiny_model's Qwen3 with the rows' vocabulary; random weights (seed 0) rounded to bf16, the start of
+    every candidate."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    config = AutoConfig.from_pretrained(model_dir)
+    config.vocab_size = vocab_size
+    config.update({"bos_token_id": None, "eos_token_id": None, "pad_token_id": None})  # ids of the full vocabulary
     torch.manual_seed(0)
-    config = Qwen3Config(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        tie_word_embeddings=False,
-        attn_implementation="sdpa",
-    )
-    return Qwen3ForCausalLM(config).to(torch.bfloat16)
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").to(torch.bfloat16)
 
 
 def param_groups(params, weight_decay):
@@ -218,9 +211,10 @@ def main():
     settings = parser.parse_args()
     torch.set_num_threads(1)  # steadier, and faster, on a shared machine than contending threads
     with tempfile.TemporaryDirectory() as workdir:
-        rows = tokenised_rows(tiny_recipe(workdir), settings.max_length)
-    data, vocab_size = batches(rows, settings.batch_size, settings.steps)
-    compute = tiny_qwen3(vocab_size).float().train()
+        recipe = tiny_recipe(workdir)
+        rows = tokenised_rows(recipe, settings.max_length)
+        data, vocab_size = batches(rows, settings.batch_size, settings.steps)
+        compute = tiny_qwen3(recipe["model_name_or_path"], vocab_size).float().train()
     initial = [param.detach().to(torch.bfloat16) for param in compute.parameters()]
     params = sum(weight.numel() for weight in initial)
     start, results = torch.cat([weight.float().flatten() for weight in initial]), {}
