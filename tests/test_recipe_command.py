@@ -184,6 +184,27 @@ def test_batch_sizes_that_do_not_divide_fail_with_plan_batch_message(tmp_path, c
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.parametrize("flags,written", [([], ("none", "bf16_kahan")), (["--cpu-offload"], ("all", "fp32")),
+    (["--cpu-offload", "optimizer"], ("optimizer", "fp32")), (["--cpu-offload", "false"], ("none", "bf16_kahan")),
+    (["--no-cpu-offload", "--master-weights", "fp32"], ("none", "fp32"))])  # fmt: skip
+def test_cpu_offload_modes_and_master_weights_are_written(tmp_path, capsys, flags, written):
+    recipe = tmp_path / "recipe.yaml"
+    status, stderr = recipe_command(capsys, "--model-path", "m", "--train-file", "t.parquet", *flags, "-o", recipe)
+    assert status == 0, stderr
+    values = yaml.safe_load(recipe.read_text())
+    assert (values["cpu_offload"], values["master_weights"]) == written
+
+
+def test_an_unknown_cpu_offload_is_argparses_one_line_error(tmp_path, capsys):
+    status, stderr = recipe_command(
+        capsys, "--model-path", "m", "--train-file", "t.parquet", "--cpu-offload", "yes", "-o", tmp_path / "r.yaml"
+    )
+    assert status == 2
+    assert stderr.splitlines()[-1] == (
+        "judge-sft recipe: error: argument --cpu-offload: expected none, optimizer, all, true or false, got 'yes'"
+    )
+
+
 @pytest.mark.parametrize("typo", ["--total-batch", "--micro-batch-sise", "--epoch"])
 def test_misspelt_flag_is_an_error(tmp_path, capsys, typo):
     status, stderr = recipe_command(

@@ -6,9 +6,9 @@
 
 from pathlib import Path
 
-from judge_sft.commands.argtypes import positive_int
+from judge_sft.commands.argtypes import cpu_offload, positive_int
 from judge_sft.files import write_atomically
-from judge_sft.train.launch import MASTER_WEIGHTS, cpu_offload_mode
+from judge_sft.train.launch import MASTER_WEIGHTS
 from judge_sft.train.recipe_template import TEMPLATE, build_recipe
 
 
@@ -38,7 +38,7 @@ def add_arguments(parser):
         "--cpu-offload",
         nargs="?",
         const="all",
-        type=cpu_offload_mode,
+        type=cpu_offload,
         help="none, optimizer or all (alone: all); each launches with its accelerate config (default: the template's)",
     )
     parser.add_argument("--no-cpu-offload", dest="cpu_offload", action="store_const", const="none")
