@@ -20,7 +20,9 @@ from judge_sft.data.tokenization import describe_drops, tokenize_dataset
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.upload import apply_hub_defaults
 from judge_sft.planning.doctor import check_before_training
-from judge_sft.train import attention, sequence_parallel
+from judge_sft.planning.memory_model import GB
+from judge_sft.planning.plan import Machines, memory_verdict
+from judge_sft.train import attention, master_weights, sequence_parallel
 from judge_sft.train.arguments import parse_recipe
 from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_template
 from judge_sft.train.checkpoints import last_complete_checkpoint
@@ -127,6 +129,25 @@ def configure_launch(judge_args, training_args, model_args):
     apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
 
 
+def check_gpu_memory(judge_args, training_args, model_args):
+    """On GPUs: plan's memory verdict for this launch against the memory torch and the host report, before any weights
+    load; a run that will not fit stops here with plan's first advice."""
+    if not torch.cuda.is_available() or training_args.max_length is None:
+        return
+    import psutil
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    machines = Machines(
+        num_gpus=per_node,
+        num_nodes=max(launched_world_size() // per_node, 1),
+        gpu_memory_gb=torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GB,
+        cpu_memory_gb=psutil.virtual_memory().total / GB,
+    )
+    verdict = memory_verdict(judge_args, training_args, model_args, machines)
+    if verdict:
+        raise JudgeSFTError(f"{verdict}; or set `skip_doctor: true` to try anyway")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     patches.install()
@@ -135,8 +156,10 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     configure_launch(judge_args, training_args, model_args)
+    optimizer = master_weights.configure(judge_args, training_args)  # None: transformers' AdamW
     set_seed(training_args.seed)
-    if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks; a failure stops the run here
+    if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks and plan's memory; a failure stops the run here
+        check_gpu_memory(judge_args, training_args, model_args)
         check_before_training(judge_args, training_args, model_args)
 
     tokenizer = recipe_tokenizer(model_args, training_args)
@@ -169,6 +192,7 @@ def main(argv=None):
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         callbacks=[stop],
+        optimizer_cls_and_kwargs=optimizer,
     )
     if samples:
         trainer.add_callback(EvalSamples(trainer, samples, judge_args.eval_samples_max_new_tokens))

@@ -1,5 +1,7 @@
 """Recipe parsing: TRL's parser, plus misspelt keys named with a suggestion and the derived gradient accumulation."""
 
+from pathlib import Path
+
 import pytest
 from conftest import REPO
 
@@ -69,20 +71,121 @@ def test_batch_arithmetic_that_does_not_divide_shows_the_arithmetic():
         plan_batch(96, 12, world_size=12, sp_size=8)
 
 
-def test_cpu_offload_must_match_the_launched_deepspeed_config():
+def deepspeed_config(offload_optimizer="none", offload_param="none", stage=3):
+    zero = {
+        "stage": stage,
+        "offload_optimizer": {"device": offload_optimizer},
+        "offload_param": {"device": offload_param},
+    }
+    return {"zero_optimization": zero}
+
+
+LAUNCHED = {"none": deepspeed_config(), "optimizer": deepspeed_config("cpu"), "all": deepspeed_config("cpu", "cpu")}
+
+
+@pytest.mark.parametrize("recipe_mode", ["none", "optimizer", "all"])
+@pytest.mark.parametrize("launched_mode", ["none", "optimizer", "all"])
+def test_each_cpu_offload_mode_runs_only_with_its_deepspeed_config(recipe_mode, launched_mode):
     from judge_sft.train.launch import check_cpu_offload
 
-    offloaded = {
-        "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"}}
-    }
-    on_gpu = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "none"}}}
-    check_cpu_offload(True, offloaded)
-    check_cpu_offload(False, on_gpu)
-    check_cpu_offload(False, None)  # no DeepSpeed (one process, plain python)
-    with pytest.raises(JudgeSFTError, match="launch with --config_file accelerate_configs/zero3_offload.yaml"):
-        check_cpu_offload(True, on_gpu)
-    with pytest.raises(JudgeSFTError, match="cpu_offload is false but the launch's DeepSpeed config offloads"):
-        check_cpu_offload(False, offloaded)
+    if recipe_mode == launched_mode:
+        check_cpu_offload(recipe_mode, LAUNCHED[launched_mode])
+        return
+    config = {"none": "zero3.yaml", "optimizer": "zero3_offload_optimizer.yaml", "all": "zero3_offload.yaml"}[
+        recipe_mode
+    ]
+    offloads = {
+        "none": "nothing (optimizer states and parameters on the GPU)",
+        "optimizer": "the optimizer states only",
+        "all": "the optimizer states and the parameters",
+    }[launched_mode]
+    with pytest.raises(JudgeSFTError) as error:
+        check_cpu_offload(recipe_mode, LAUNCHED[launched_mode])
+    assert str(error.value) == (
+        f"recipe: cpu_offload is {recipe_mode} but the launch's DeepSpeed config offloads {offloads}; "
+        f"set `cpu_offload: {launched_mode}` or launch with --config_file accelerate_configs/{config}"
+    )
+
+
+def test_no_deepspeed_config_means_no_offload():
+    from judge_sft.train.launch import check_cpu_offload
+
+    check_cpu_offload("none", None)  # one process, plain python
+    with pytest.raises(JudgeSFTError, match="offloads nothing"):
+        check_cpu_offload("all", None)
+
+
+@pytest.mark.parametrize(
+    "value,mode", [(True, "all"), (False, "none"), ("true", "all"), ("False", "none"), ("optimizer", "optimizer")]
+)
+def test_cpu_offload_takes_the_three_modes_and_the_old_yes_no(tmp_path, monkeypatch, value, mode):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = write_recipe(tmp_path, BASE.format(out=tmp_path) + f"cpu_offload: {value}\n")
+    assert parse_recipe([recipe])[0].cpu_offload == mode
+    assert parse_recipe([recipe, "--cpu_offload", str(value).lower()])[0].cpu_offload == mode
+
+
+def test_unknown_cpu_offload_and_master_weights_values_are_named_with_file_and_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = write_recipe(tmp_path, BASE.format(out=tmp_path) + "cpu_offload: params\n")
+    line = len(Path(recipe).read_text().splitlines())
+    with pytest.raises(JudgeSFTError) as error:
+        parse_recipe([recipe])
+    assert str(error.value) == (
+        f"{recipe} line {line}: cpu_offload: expected one of none, optimizer, all, true, false, got 'params'"
+    )
+    recipe = write_recipe(tmp_path, BASE.format(out=tmp_path) + "master_weights: bf16\n")
+    with pytest.raises(JudgeSFTError) as error:
+        parse_recipe([recipe])
+    assert str(error.value) == f"{recipe} line {line}: master_weights: expected one of fp32, bf16_kahan, got 'bf16'"
+    recipe = write_recipe(tmp_path, BASE.format(out=tmp_path))
+    with pytest.raises(JudgeSFTError) as error:
+        parse_recipe([recipe, "--master_weights", "bf16"])
+    assert str(error.value) == "command line: --master_weights: expected one of fp32, bf16_kahan, got 'bf16'"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {"bf16": False},
+            "recipe: master_weights bf16_kahan keeps weights, gradients and Adam states in bf16: it needs `bf16: true`",
+        ),
+        (
+            {"stage": 2},
+            "recipe: master_weights bf16_kahan runs under DeepSpeed ZeRO-3 only; launch with --config_file "
+            "accelerate_configs/zero3.yaml",
+        ),
+        (
+            {"stage": None},
+            "recipe: master_weights bf16_kahan runs under DeepSpeed ZeRO-3 only; launch with --config_file "
+            "accelerate_configs/zero3.yaml",
+        ),
+        (
+            {"cpu_offload": "optimizer"},
+            "recipe: master_weights bf16_kahan keeps the optimizer on the GPU; with cpu_offload optimizer DeepSpeed's "
+            "CPU Adam keeps fp32 states in host RAM instead: set `cpu_offload: none` or `master_weights: fp32`",
+        ),
+        (
+            {"optim": "adafactor"},
+            "recipe: master_weights bf16_kahan is AdamW with Kahan summation (torch-optimi); it cannot run "
+            "`optim: adafactor`",
+        ),
+    ],
+)
+def test_bf16_kahan_is_refused_where_it_cannot_run(change, message):
+    from types import SimpleNamespace
+
+    from judge_sft.train.launch import check_master_weights
+
+    settings = {"bf16": True, "stage": 3, "cpu_offload": "none", "optim": "adamw_torch_fused", **change}
+    judge_args = SimpleNamespace(master_weights="bf16_kahan", cpu_offload=settings["cpu_offload"])
+    offloaded = "cpu" if settings["cpu_offload"] != "none" else "none"
+    config = None if settings["stage"] is None else deepspeed_config(offloaded, stage=settings["stage"])
+    with pytest.raises(JudgeSFTError) as error:
+        check_master_weights(judge_args, settings["bf16"], config, settings["optim"])
+    assert str(error.value) == message
+    check_master_weights(SimpleNamespace(master_weights="fp32", cpu_offload="none"), False, None)  # fp32: anywhere
 
 
 def test_a_local_base_model_is_recorded_absolute_and_a_hub_id_as_written(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ for recipe in sys.argv[1:-1] if sys.argv[-1] == "--use_cpu" else sys.argv[1:]:
         "sp_size": judge.sp_size, "num_train_epochs": training.num_train_epochs, "max_length": training.max_length,
         "truncation_mode": training.truncation_mode, "messages_key": judge.messages_key,
         "gradient_checkpointing": training.gradient_checkpointing, "bf16": training.bf16,
-        "cpu_offload": judge.cpu_offload, "padding_free": training.padding_free, "output_dir": training.output_dir,
+        "cpu_offload": judge.cpu_offload, "master_weights": judge.master_weights, "padding_free": training.padding_free, "output_dir": training.output_dir,
         "eval_strategy": training.eval_strategy.value,
     }))
 """
@@ -118,7 +118,8 @@ def test_recipe_parses_to_the_requested_values(parsed_recipes):
         "messages_key": "messages",
         "gradient_checkpointing": True,
         "bf16": True,
-        "cpu_offload": False,
+        "cpu_offload": "none",
+        "master_weights": "bf16_kahan",
         "padding_free": True,
         "output_dir": "outputs/qwen3-14b-judge",
         "eval_strategy": "steps",
@@ -184,6 +185,27 @@ def test_batch_sizes_that_do_not_divide_fail_with_plan_batch_message(tmp_path, c
         recipe,
     ) == (1, message)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("flags,written", [([], ("none", "bf16_kahan")), (["--cpu-offload"], ("all", "fp32")),
+    (["--cpu-offload", "optimizer"], ("optimizer", "fp32")), (["--cpu-offload", "false"], ("none", "bf16_kahan")),
+    (["--no-cpu-offload", "--master-weights", "fp32"], ("none", "fp32"))])  # fmt: skip
+def test_cpu_offload_modes_and_master_weights_are_written(tmp_path, capsys, flags, written):
+    recipe = tmp_path / "recipe.yaml"
+    status, stderr = recipe_command(capsys, "--model-path", "m", "--train-file", "t.parquet", *flags, "-o", recipe)
+    assert status == 0, stderr
+    values = yaml.safe_load(recipe.read_text())
+    assert (values["cpu_offload"], values["master_weights"]) == written
+
+
+def test_an_unknown_cpu_offload_is_argparses_one_line_error(tmp_path, capsys):
+    status, stderr = recipe_command(
+        capsys, "--model-path", "m", "--train-file", "t.parquet", "--cpu-offload", "yes", "-o", tmp_path / "r.yaml"
+    )
+    assert status == 2
+    assert stderr.splitlines()[-1] == (
+        "judge-sft recipe: error: argument --cpu-offload: expected none, optimizer, all, true or false, got 'yes'"
+    )
 
 
 @pytest.mark.parametrize("typo", ["--total-batch", "--micro-batch-sise", "--epoch"])
@@ -301,6 +323,7 @@ def test_run_sft_rm_defaults_are_the_cookbook_values_and_cpu_offload_picks_the_o
             "num_train_epochs",
             "max_length",
             "cpu_offload",
+            "master_weights",
             "val_file",
         )
     } == {
@@ -309,9 +332,52 @@ def test_run_sft_rm_defaults_are_the_cookbook_values_and_cpu_offload_picks_the_o
         "sp_size": 8,
         "num_train_epochs": 1,
         "max_length": 4096,
-        "cpu_offload": True,
+        "cpu_offload": "all",
+        "master_weights": "fp32",  # the template's bf16_kahan runs without offload only
         "val_file": "data/helpsteer2/val.parquet",
     }
+
+
+def test_run_sft_rm_with_the_cookbooks_defaults_writes_a_qwen3_32b_recipe_that_fits_8_gpus(tmp_path, fake_bin, capsys):
+    """CPU_OFFLOAD=false, 8 GPUs, Qwen3-32B: the template's bf16_kahan on zero3.yaml, which plan says fits 8 x 80 GB."""
+    from test_plan import QWEN3_32B, write_model_dir
+
+    result = run_script(RUN_SFT_RM, tmp_path, fake_bin, {"TRAIN_FILE": "t.parquet", "CPU_OFFLOAD": "false"})
+    assert result.returncode == 0, result.stderr
+    assert flag(recorded_args(tmp_path / "train-local"), "--accelerate-config") == "zero3"
+    recipe = tmp_path / "outputs" / "qwen3-32b-judge" / "run_sft_rm.yaml"
+    values = yaml.safe_load(recipe.read_text())
+    assert (values["model_name_or_path"], values["cpu_offload"], values["master_weights"]) == (
+        "Qwen/Qwen3-32B",
+        "none",
+        "bf16_kahan",
+    )
+    model_dir = write_model_dir(tmp_path / "qwen3_32b", **QWEN3_32B)
+    capsys.readouterr()
+    assert main(["plan", str(recipe), "--num-gpus", "8", "--model_name_or_path", str(model_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fits"]
+
+
+@pytest.mark.parametrize(
+    "cpu_offload,config", [("optimizer", "zero3_offload_optimizer"), ("all", "zero3_offload"), ("none", "zero3")]
+)
+def test_run_sft_rm_launches_each_cpu_offload_mode_with_its_config(tmp_path, fake_bin, cpu_offload, config):
+    result = run_script(RUN_SFT_RM, tmp_path, fake_bin, {"TRAIN_FILE": "t.parquet", "CPU_OFFLOAD": cpu_offload})
+    assert result.returncode == 0, result.stderr
+    assert flag(recorded_args(tmp_path / "train-local"), "--accelerate-config") == config
+    values = yaml.safe_load((tmp_path / "outputs" / "qwen3-32b-judge" / "run_sft_rm.yaml").read_text())
+    assert (values["cpu_offload"], values["master_weights"]) == (
+        cpu_offload,
+        "bf16_kahan" if cpu_offload == "none" else "fp32",
+    )
+
+
+def test_run_sft_rm_refuses_an_unknown_cpu_offload(tmp_path, fake_bin):
+    result = run_script(RUN_SFT_RM, tmp_path, fake_bin, {"TRAIN_FILE": "t.parquet", "CPU_OFFLOAD": "yes"})
+    assert result.returncode == 1
+    assert result.stderr == (
+        "run_sft_rm.sh: error: CPU_OFFLOAD is 'yes'; expected true, false, none, optimizer or all\n"
+    )
 
 
 def test_run_sft_rm_on_several_nodes_passes_this_nodes_rank(tmp_path, fake_bin):
@@ -335,7 +401,7 @@ def test_run_sft_rm_on_several_nodes_passes_this_nodes_rank(tmp_path, fake_bin):
     ] == ["8", "2", "1", "10.0.0.1", "6000"]
     values = yaml.safe_load((tmp_path / "outputs" / "m-judge" / "run_sft_rm.yaml").read_text())
     assert values["sp_size"] == 4  # the cookbook's rule: every GPU of a node with fewer than 8
-    assert values["val_file"] is None and values["eval_strategy"] == "no" and values["cpu_offload"] is False
+    assert values["val_file"] is None and values["eval_strategy"] == "no" and values["cpu_offload"] == "none"
 
 
 @pytest.fixture(scope="module")
@@ -365,6 +431,8 @@ def script_run(tmp_path_factory, tiny_model_dir):
         "false",
         "--dtype",
         "float32",
+        "--master_weights",
+        "fp32",
         "--attn_implementation",
         "sdpa",
         "--max_steps",

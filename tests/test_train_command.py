@@ -17,7 +17,9 @@ from conftest import REPO, conversation, free_port, write_messages
 from safetensors.torch import load_file
 
 SECRETS = {"HF_TOKEN": "hf_judgesftTestSecret0123", "WANDB_API_KEY": "wandb0123judgesftTestSecret"}
-TRAIN_OVERRIDES = ["--bf16", "false", "--dtype", "float32", "--attn_implementation", "sdpa", "--max_steps", "2"]
+# CPUs here: fp32, so fp32 master weights rather than the template's bf16_kahan
+TRAIN_OVERRIDES = ["--bf16", "false", "--dtype", "float32", "--master_weights", "fp32", "--attn_implementation", "sdpa"]
+TRAIN_OVERRIDES += ["--max_steps", "2"]
 TRAIN_OVERRIDES += ["--eval_steps", "2", "--save_steps", "2", "--report_to", "none"]
 
 
@@ -56,7 +58,21 @@ def test_a_bad_recipe_fails_in_the_parent_with_one_line_and_starts_nothing(recip
     output_dir = tmp_path / "out"
     for overrides, message in [
         (["--sp_size", "3"], "recipe: world size 2 is not divisible by sp_size 3"),
-        (["--cpu_offload", "true"], "recipe: cpu_offload is true but the launch's DeepSpeed config keeps optimizer"),
+        (
+            ["--cpu_offload", "true"],
+            "recipe: cpu_offload is all but the launch's DeepSpeed config offloads nothing (optimizer states and "
+            "parameters on the GPU); set `cpu_offload: none` or launch with --config_file "
+            "accelerate_configs/zero3_offload.yaml",
+        ),
+        (
+            ["--bf16", "false"],
+            "recipe: master_weights bf16_kahan keeps weights, gradients and Adam states in bf16: it needs `bf16: true`",
+        ),
+        (
+            ["--accelerate-config", "cpu_zero2_2proc"],
+            "recipe: master_weights bf16_kahan runs under DeepSpeed ZeRO-3 only; launch with --config_file "
+            "accelerate_configs/zero3.yaml",
+        ),
         (["--learning_rat", "1e-5"], "command line: unknown recipe key `learning_rat`; did you mean `learning_rate`?"),
     ]:
         status, out, err = judge_sft(
@@ -73,7 +89,8 @@ def test_an_unknown_bundled_config_is_named_with_the_choices(recipe, tmp_path):
     assert status == 1
     assert err == (
         "judge-sft train: error: --accelerate-config zero9: no such bundled config (one of cpu_zero1_2proc, "
-        "cpu_zero2_2proc, cpu_zero3_2proc, zero2, zero3, zero3_multinode, zero3_offload, or a path to a YAML file)\n"
+        "cpu_zero2_2proc, cpu_zero3_2proc, zero2, zero3, zero3_multinode, zero3_offload, zero3_offload_optimizer, or a "
+        "path to a YAML file)\n"
     )
 
 

@@ -51,3 +51,14 @@ def recipe_value(key, convert=int):
         return value
 
     return parse
+
+
+def cpu_offload(text):
+    """none, optimizer or all; true and false (the cookbook's) mean all and none."""
+    from judge_sft.errors import JudgeSFTError
+    from judge_sft.train.launch import cpu_offload_mode
+
+    try:
+        return cpu_offload_mode(text)
+    except JudgeSFTError:
+        raise argparse.ArgumentTypeError(f"expected none, optimizer, all, true or false, got {text!r}")

@@ -8,6 +8,7 @@ from judge_sft.commands.argtypes import positive_int, positive_number, unit_frac
 from judge_sft.errors import JudgeSFTError
 from judge_sft.planning.checkpoint_size import STOP_MARGIN, WRITE_GB_PER_S
 from judge_sft.planning.memory_model import HEADROOM
+from judge_sft.planning.placement import HOST_ADAM_GPARAMS_PER_S, PCIE_GB_PER_S
 from judge_sft.planning.plan import MFU, PEAK_TFLOPS, make_plan
 from judge_sft.train.arguments import parse_recipe
 
@@ -34,9 +35,21 @@ def add_machine_options(parser, default=None):
     )
     parser.add_argument(
         "--write-gb-per-s",
-        type=float,
+        type=positive_number,
         default=WRITE_GB_PER_S if default is None else default,
         help="one node's write bandwidth to the checkpoint file system (GB/s), for the save time",
+    )
+    parser.add_argument(
+        "--pcie-gb-per-s",
+        type=positive_number,
+        default=PCIE_GB_PER_S if default is None else default,
+        help="host<->GPU copy bandwidth per GPU, all GPUs copying at once (offload)",
+    )
+    parser.add_argument(
+        "--host-adam-gparams-per-s",
+        type=positive_number,
+        default=HOST_ADAM_GPARAMS_PER_S if default is None else default,
+        help="DeepSpeed's CPU Adam throughput per node, in 1e9 parameters per second (offload)",
     )
     parser.add_argument(
         "--json", action="store_true", default=False if default is None else default, help="print one JSON object"
@@ -94,16 +107,10 @@ def report(plan):
             f"             mean {plan['mean_tokens_per_row']:,.0f} tokens per row ({plan['tokens_per_step_mean']:,.0f} per step); "
             f"{plan['steps_per_epoch']:,} optimizer steps per epoch, {plan['total_steps']:,} in all",
         ]
-    states = (
-        "bf16 params, fp32 grads, fp32 master weights, Adam m and v"
-        if plan["mixed_precision"]
-        else "fp32 params, grads, Adam m and v"
-    )
     offload = (
-        "cpu_offload: params and optimizer states in host RAM; on GPU the largest layer gathered"
-        if plan["cpu_offload"]
-        else f"ZeRO-3 over {plan['world_size']} GPUs: {plan['model_states_bytes_per_param']} bytes/param sharded "
-        f"({states}) + the largest layer gathered"
+        f"ZeRO-3 over {plan['world_size']} GPUs, cpu_offload {plan['cpu_offload']}, master_weights "
+        f"{plan['master_weights']}: {plan['model_states_bytes_per_param']} bytes/param sharded, "
+        f"{plan['optimizer_step_gb_per_gpu']:.2f} GB of gradients at the step, the largest layer gathered"
     )
     checkpointing = "on" if plan["gradient_checkpointing"] else "off"
     recompute = " (x 4/3: checkpointing recomputes the forward)" if plan["gradient_checkpointing"] else ""
@@ -113,8 +120,12 @@ def report(plan):
         "",
         "memory per GPU",
         f"  model states  {gb(plan['model_states_gb_per_gpu'])}   {offload}",
-        f"  host RAM      {gb(plan['host_gb_per_node'])}   per node{host_check}, DeepSpeed's estimate"
-        + (" (the offloaded states x 1.5 for pinned buffers)" if plan["cpu_offload"] else " (loading)"),
+        f"  host RAM      {gb(plan['host_gb_per_node'])}   per node{host_check}"
+        + (
+            f": {plan['host_bytes_per_param']} bytes/param x 1.5 for pinned buffers"
+            if plan["host_bytes_per_param"]
+            else ", DeepSpeed's estimate (loading)"
+        ),
         f"  activations   {gb(plan['activations_gb_per_gpu'])}   gradient checkpointing {checkpointing}: with "
         f"{plan['activations_gb_with_checkpointing']:.2f} GB, without {plan['activations_gb_without_checkpointing']:.2f} GB",
         f"  loss          {gb(plan['loss_gb_per_gpu'])}   TRL's tiled log-probs: LM head fp32 gradient + one logits tile",
@@ -130,14 +141,22 @@ def report(plan):
             else f"; {duration(plan['epoch_hours_estimate'] * 3600)} per epoch ({plan['epoch_flops']:.2e} FLOPs)"
         ),
     ]
-    if plan["cpu_offload"]:
-        lines.append("             cpu_offload: host Adam steps and PCIe transfers usually keep MFU well below that")
+    if plan["cpu_offload"] != "none":
+        lines.append(
+            f"             + {plan['pcie_gb_per_gpu_per_step']:.1f} GB of PCIe copies per GPU at "
+            f"{plan['pcie_gb_per_s']:g} GB/s and {plan['host_adam_seconds_per_step']:.1f} s of host Adam at "
+            f"{plan['host_adam_gparams_per_s']:g}e9 params/s: {plan['step_seconds']:.1f} s per step"
+        )
     lines += checkpoint_lines(plan)
+    lines += ["", *options_table(plan)]
     lines += [f"note         {note}" for note in plan["notes"]]
     if plan["advice"]:
         lines += ["", "does not fit; each change, with its new estimate:"]
         lines += [f"  - {text}" for text in plan["advice"]]
     return "\n".join(lines)
+
+
+STATES = {"fp32": "fp32 master weights, Adam m and v", "bf16_kahan": "bf16 master weights, Adam m and v, Kahan buffer"}
 
 
 def checkpoint_lines(plan):
@@ -146,12 +165,41 @@ def checkpoint_lines(plan):
         "",
         f"checkpoint   {plan['checkpoint_gb']:.1f} GB per save = model.safetensors {plan['checkpoint_weights_gb']:.1f} GB "
         f"(gathered in rank 0's host RAM) + optimizer shards {plan['checkpoint_optimizer_gb']:.1f} GB",
-        f"             (fp32 master weights, Adam m and v); node 0 writes {plan['checkpoint_gb_first_node']:.1f} GB: "
+        f"             ({STATES[plan['master_weights']]}); node 0 writes {plan['checkpoint_gb_first_node']:.1f} GB: "
         f"{duration(plan['save_seconds'])} at {plan['write_gb_per_s']:g} GB/s per node",
         f"stop         the step in progress + the save, x {STOP_MARGIN:g} = {duration(warning)} before the hard kill: "
         f"sbatch --signal=B:USR1@{warning},",
         f"             TORCH_ELASTIC_SHUTDOWN_TIMEOUT={warning} (recipes/launch.slurm, docs/training.md)",
     ]
+
+
+def options_table(plan):
+    """Every placement of the model states, for this recipe on these machines."""
+    lines = [
+        "where the model states live (GPU and host bytes per parameter sharded; PCIe and host Adam per step; step "
+        "time relative to no offload)",
+        "  cpu_offload  master_weights  GPU B/param  host B/param   GB/GPU  host GB/node  PCIe GB/GPU  host Adam  "
+        "step s  relative",
+    ]
+    for row in plan["options"]:
+        mark = (
+            "*" if (row["cpu_offload"], row["master_weights"]) == (plan["cpu_offload"], plan["master_weights"]) else " "
+        )
+        lines.append(
+            f"{mark} {row['cpu_offload']:<11}  {row['master_weights']:<14}  {row['gpu_bytes_per_param']:>11}  "
+            f"{row['host_bytes_per_param']:>12}  {row['total_gb_per_gpu']:>7.1f}  {row['host_gb_per_node']:>12.0f}  "
+            f"{row['pcie_gb_per_gpu_per_step']:>11.1f}  {row['host_adam_seconds_per_step']:>8.1f}s  "
+            f"{row['step_seconds']:>6.1f}  {row['relative_step_time']:>7.2f}x  "
+            + ("fits" if row["fits"] else "does not fit")
+        )
+    faster = [row for row in plan["options"] if row["fits"] and row["step_seconds"] < plan["step_seconds"] * 0.99]
+    if plan["fits"] and faster:
+        best = min(faster, key=lambda row: row["step_seconds"])
+        lines.append(
+            f"  faster and fits: cpu_offload {best['cpu_offload']}, master_weights {best['master_weights']} "
+            f"({best['step_seconds']:.1f} s per step instead of {plan['step_seconds']:.1f})"
+        )
+    return lines
 
 
 def main(args):

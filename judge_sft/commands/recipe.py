@@ -4,11 +4,11 @@
         --total-batch-size 96 --micro-batch-size 12 --sp-size 8 --epochs 1 --num-gpus 8 -o recipe.yaml
 """
 
-import argparse
 from pathlib import Path
 
-from judge_sft.commands.argtypes import positive_int, recipe_value
+from judge_sft.commands.argtypes import cpu_offload, positive_int, recipe_value
 from judge_sft.files import write_atomically
+from judge_sft.train.launch import MASTER_WEIGHTS
 from judge_sft.train.recipe_template import TEMPLATE, build_recipe
 
 
@@ -43,8 +43,16 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--cpu-offload",
-        action=argparse.BooleanOptionalAction,
-        help="offload to CPU: launch with accelerate_configs/zero3_offload.yaml (default: the template's)",
+        nargs="?",
+        const="all",
+        type=cpu_offload,
+        help="none, optimizer or all (alone: all); each launches with its accelerate config (default: the template's)",
+    )
+    parser.add_argument("--no-cpu-offload", dest="cpu_offload", action="store_const", const="none")
+    parser.add_argument(
+        "--master-weights",
+        choices=MASTER_WEIGHTS,
+        help="fp32, or bf16_kahan (no offload only; default: the template's, fp32 with --cpu-offload)",
     )
     parser.add_argument("--output-dir", help="checkpoints and final model (default: outputs/<model name>-judge)")
     parser.add_argument("--num-gpus", type=positive_int, help="GPUs in the launch: check that the batch sizes divide")

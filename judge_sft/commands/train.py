@@ -29,7 +29,8 @@ def add_launch_options(parser, default=None):
         "--accelerate-config",
         default=default,
         help=f"a bundled config ({', '.join(bundled_config_names())}) or a YAML path; default: the one the recipe "
-        "implies (cpu_offload -> zero3_offload, several machines -> zero3_multinode, no GPU -> cpu_zero3_2proc)",
+        "implies (cpu_offload optimizer -> zero3_offload_optimizer, all -> zero3_offload, several machines -> "
+        "zero3_multinode, no GPU -> cpu_zero3_2proc)",
     )
     parser.add_argument("--num-processes", type=positive_int, default=default, help="processes over all machines")
     parser.add_argument("--num-machines", type=positive_int, default=default)

@@ -1,11 +1,13 @@
-"""What to change when a recipe does not fit: each of the cookbook's OOM knobs tried on the memory model, alone and
-together, with its new estimate."""
+"""What to change when a recipe does not fit: each of the cookbook's OOM knobs, and each placement of the model states
+(placement.py), tried on the memory model alone and together, with its new estimate and step time; what fits comes
+first, cheapest first (GPU-seconds per optimizer step)."""
 
 import math
 from dataclasses import dataclass, replace
 
 from judge_sft.errors import JudgeSFTError
-from judge_sft.planning.memory_model import GB, HEADROOM, estimate
+from judge_sft.planning.memory_model import GB, HEADROOM, estimate, training_flops
+from judge_sft.planning.placement import OPTIONS, host_adam_seconds, pcie_bytes_per_step
 from judge_sft.train.launch import plan_batch, sp_heads_problem
 
 MAX_NODES_TRIED = 64
@@ -18,6 +20,13 @@ class Advice:
     overrides: dict  # recipe keys, and num_gpus / num_nodes for the machines
     estimate: object
     fits: bool
+    step_seconds: float
+    same_training: bool = True  # False: the change alters what is trained (max_length truncates rows)
+
+    def cost(self):
+        """What fits first, then what trains the same rows, then the fewest GPU-seconds per step, then fewest GPUs."""
+        world = self.estimate.setup.world_size
+        return (not self.fits, not self.same_training, self.step_seconds * world, world)
 
 
 class Planner:
@@ -44,21 +53,43 @@ class Planner:
     def sp_allowed(self, sp_size):
         return sp_heads_problem(self.shape.num_heads, self.shape.num_kv_heads, sp_size) is None
 
+    def compute_seconds(self, setup):
+        """Every row at max_length, at the stated MFU."""
+        flops = training_flops(self.shape, [setup.max_length] * self.total_batch_size, setup.checkpointing)
+        return flops / (setup.world_size * self.options.peak_tflops * 1e12 * self.options.mfu)
+
+    def pcie_seconds(self, setup):
+        moved = pcie_bytes_per_step(setup, self.shape.params, self.accumulation(setup) or 1)
+        return moved / (self.options.pcie_gb_per_s * GB)
+
+    def host_adam_seconds(self, setup):
+        return host_adam_seconds(setup, self.shape.params, self.options.host_adam_gparams_per_s)
+
+    def step_seconds(self, setup=None):
+        """Compute, plus the offload's copies and host Adam step, none of them overlapped (an upper bound)."""
+        setup = setup or self.setup
+        return self.compute_seconds(setup) + self.pcie_seconds(setup) + self.host_adam_seconds(setup)
+
+    def placements(self):
+        """Each placement of the model states (placement.OPTIONS) for this recipe: bf16_kahan needs bf16."""
+        options = [option for option in OPTIONS if self.setup.mixed_precision or option[1] == "fp32"]
+        return [replace(self.setup, cpu_offload=offload, master_weights=master) for offload, master in options]
+
     def advice(self):
         found = [
+            *self.placement_advice(),
             self.micro_batch_advice(),
             self.checkpointing_advice(),
-            self.max_length_advice(),
-            self.offload_advice(),
             self.sp_advice(),
             self.more_gpus_advice(),
+            self.max_length_advice(),
         ]
         found = [item for item in found if item is not None]
         if not any(item.fits for item in found):
             combined = self.combined_advice()
             if combined is not None:
                 found.append(combined)
-        return sorted(found, key=lambda item: not item.fits)  # what fits first, in the cookbook's order
+        return sorted(found, key=Advice.cost)
 
     def describe(self, memory, what):
         verdict = "fits" if self.fits(memory) else "not enough alone"
@@ -68,9 +99,11 @@ class Planner:
             )
         return f"{what}: {memory.total / GB:.3g} GB per GPU -> {verdict}"
 
-    def make(self, what, overrides, setup):
+    def make(self, what, overrides, setup, same_training=True):
         memory = self.estimate(setup)
-        return Advice(self.describe(memory, what), overrides, memory, self.fits(memory))
+        step = self.step_seconds(setup)
+        text = f"{self.describe(memory, what)}; {step:.1f} s per step"
+        return Advice(text, overrides, memory, self.fits(memory), step, same_training)
 
     def nearest_fit(self, field, values, key, describe):
         """Advice setting `field` to the first value (in order) whose batch arithmetic works and that fits, else to the
@@ -80,7 +113,7 @@ class Planner:
         if not setups:
             return None
         setup = next((setup for setup in setups if self.fits(self.estimate(setup))), setups[-1])
-        return self.make(describe(setup), {key: getattr(setup, field)}, setup)
+        return self.make(describe(setup), {key: getattr(setup, field)}, setup, same_training=field != "max_length")
 
     def micro_batch_advice(self):
         return self.nearest_fit(
@@ -116,17 +149,22 @@ class Planner:
             f"{cut.targets_cut} lose trained tokens, {cut.rows_dropped} lose all and are dropped)"
         )
 
-    def offload_advice(self):
-        if self.setup.cpu_offload:
-            return None
-        advice = self.make(
-            "cpu_offload true (launch with accelerate_configs/zero3_offload.yaml: optimizer states and "
-            "parameters in host RAM)",
-            {"cpu_offload": True},
-            replace(self.setup, cpu_offload=True),
-        )
-        advice.text += f"; needs {advice.estimate.model_states.host_bytes_per_node / GB:.3g} GB host RAM per node"
-        return advice
+    def placement_advice(self):
+        """Each other placement of the model states: what it keeps where, and its host RAM and copies."""
+        found = []
+        for setup in self.placements():
+            if (setup.cpu_offload, setup.master_weights) == (self.setup.cpu_offload, self.setup.master_weights):
+                continue
+            overrides = {"cpu_offload": setup.cpu_offload, "master_weights": setup.master_weights}
+            advice = self.make(describe_placement(setup), overrides, setup)
+            if setup.cpu_offload != "none":
+                advice.text += (
+                    f"; needs {advice.estimate.model_states.host_bytes_per_node / GB:.3g} GB host RAM per node, "
+                    f"{self.pcie_seconds(setup):.1f} s of PCIe copies and {self.host_adam_seconds(setup):.1f} s of "
+                    "host Adam per step"
+                )
+            found.append(advice)
+        return found
 
     def sp_advice(self):
         return self.nearest_fit(
@@ -151,22 +189,41 @@ class Planner:
         )
 
     def combined_advice(self):
-        """Nothing fits alone: apply the memory savers one after another until it fits."""
-        setup, overrides = self.setup, {}
-        steps = [("activation_checkpointing", "checkpointing", True), ("cpu_offload", "cpu_offload", True)]
-        for key, field, value in steps:
-            if getattr(setup, field) != value:
-                setup, overrides[key] = replace(setup, **{field: value}), value
+        """Nothing fits alone: gradient checkpointing, then each placement from the fastest, then smaller micro
+        batches on the placement that needs the least GPU memory."""
+        base, overrides = self.setup, {}
+        if not base.checkpointing:
+            base, overrides["activation_checkpointing"] = replace(base, checkpointing=True), True
+        candidates = [
+            replace(base, cpu_offload=s.cpu_offload, master_weights=s.master_weights) for s in self.placements()
+        ]
+        setup = next((candidate for candidate in candidates if self.fits(self.estimate(candidate))), candidates[-1])
+        for micro_batch in range(setup.micro_batch - 1, 0, -1):
             if self.fits(self.estimate(setup)):
                 break
-        else:
-            for micro_batch in range(setup.micro_batch - 1, 0, -1):
-                candidate = replace(setup, micro_batch=micro_batch)
-                if self.accumulation(candidate):
-                    setup, overrides["per_device_train_batch_size"] = candidate, micro_batch
-                    if self.fits(self.estimate(setup)):
-                        break
-        if not overrides or not self.fits(self.estimate(setup)):
+            candidate = replace(setup, micro_batch=micro_batch)
+            if self.accumulation(candidate):
+                setup = candidate
+        if not self.fits(self.estimate(setup)):
             return None
+        overrides.update(cpu_offload=setup.cpu_offload, master_weights=setup.master_weights)
+        if setup.micro_batch != base.micro_batch:
+            overrides["per_device_train_batch_size"] = setup.micro_batch
         changes = ", ".join(f"{key} {str(value).lower()}" for key, value in overrides.items())
         return self.make(f"together: {changes}", overrides, setup)
+
+
+PLACEMENT_TEXT = {
+    ("none", "fp32"): "fp32 master weights and Adam states on the GPU (accelerate_configs/zero3.yaml)",
+    ("none", "bf16_kahan"): "bf16 master weights, gradients and Adam states with Kahan-compensated AdamW, all on the "
+    "GPU (accelerate_configs/zero3.yaml)",
+    ("optimizer", "fp32"): "fp32 master weights and Adam states in host RAM, Adam on the CPU "
+    "(accelerate_configs/zero3_offload_optimizer.yaml)",
+    ("all", "fp32"): "optimizer states and parameters in host RAM, parameters fetched over PCIe every micro step "
+    "(accelerate_configs/zero3_offload.yaml)",
+}
+
+
+def describe_placement(setup):
+    option = (setup.cpu_offload, setup.master_weights)
+    return f"cpu_offload {option[0]}, master_weights {option[1]} ({PLACEMENT_TEXT[option]})"

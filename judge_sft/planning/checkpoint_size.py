@@ -4,7 +4,8 @@ A checkpoint of a ZeRO-3 run (transformers' Trainer under DeepSpeed, accelerate'
 - model.safetensors: the weights in the training dtype (2 bytes per parameter in bf16, 4 in fp32), gathered whole into
   rank 0's host memory and written by rank 0;
 - global_stepN/*_optim_states.pt: every rank's shard of the fp32 master weights and Adam's two moments, 12 bytes per
-  parameter over all ranks (the *_model_states.pt beside them hold no weights under ZeRO-3);
+  parameter over all ranks (8 with `master_weights: bf16_kahan`: bf16 master weights, moments and Kahan buffer; the
+  *_model_states.pt beside them hold no weights under ZeRO-3);
 - the tokenizer, scheduler, RNG states and trainer_state.json: megabytes, not counted.
 tests/test_training.py checks the two counted parts against a real checkpoint.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from judge_sft.planning.memory_model import FP32, GB
 
-OPTIMIZER_SHARD_BYTES_PER_PARAM = 3 * FP32  # fp32 master weights, Adam m and v
+OPTIMIZER_SHARD_BYTES_PER_PARAM = {"fp32": 3 * FP32, "bf16_kahan": 4 * 2}  # master weights, Adam m and v (+ Kahan)
 WRITE_GB_PER_S = 1.0  # the stated default: one node's sustained write bandwidth to the checkpoint file system
 STOP_MARGIN = 1.5  # the step in progress and the save can both run slower than estimated
 
@@ -42,7 +43,7 @@ def checkpoint_size(shape, setup):
     weight_bytes_per_param = 2 if setup.mixed_precision else FP32
     return CheckpointSize(
         weights_bytes=shape.params * weight_bytes_per_param,
-        optimizer_bytes=shape.params * OPTIMIZER_SHARD_BYTES_PER_PARAM,
+        optimizer_bytes=shape.params * OPTIMIZER_SHARD_BYTES_PER_PARAM[setup.master_weights],
         num_nodes=setup.num_nodes,
     )
 

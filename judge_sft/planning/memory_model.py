@@ -1,9 +1,9 @@
 """Per-GPU memory and compute of a ZeRO-3 run, from the model's shape and the recipe's settings. No GPU, no weights.
 
-- Model states follow DeepSpeed's own ZeRO-3 estimator (`deepspeed.runtime.zero.stage3.estimate_zero3_model_states_mem_needs`):
-  with bf16 mixed precision, 18 bytes per parameter sharded over all GPUs (bf16 params 2, fp32 gradients at the
-  optimizer step 4, fp32 master weights 4, Adam moments 8) plus the largest layer gathered whole (bf16 params and
-  grads, 4 bytes per parameter); `cpu_offload` moves the sharded states to host memory.
+- Model states: the bytes per parameter DeepSpeed allocates for the recipe's `cpu_offload` and `master_weights`
+  (placement.py; 16 on the GPU with bf16 mixed precision and no offload), sharded over all GPUs, plus one sub-group's
+  gradients at the optimizer step and the largest layer gathered whole (bf16 params and grads, 4 bytes per
+  parameter). Offloaded states are counted in host memory, x 1.5 as DeepSpeed's estimator allows for pinned buffers.
 - Activations count the tensors autograd saves for backward in a Llama/Qwen-style dense decoder layer with flash
   attention (tests/test_plan.py checks the count against autograd's own saved tensors), at micro batch x
   max_length / sp_size tokens per rank.
@@ -20,13 +20,14 @@ import numpy as np
 from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
 from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE as VOCAB_CHUNK_SIZE
 
+from judge_sft.planning.placement import FP32, SUB_GROUP_SIZE, placement
+
 GB = 2**30
 # DeepSpeed's `additional_buffer_factor`: pinned host buffers on top of the offloaded states.
 HOST_BUFFER_FACTOR = 1.5
 # Kept free for what no formula here counts: the CUDA context, NCCL buffers, allocator fragmentation and the
 # transient activation gradients of the layer in backward.
 HEADROOM = 0.10
-FP32 = 4
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ class Setup:
     max_length: int
     sp_size: int
     checkpointing: bool
-    cpu_offload: bool
-    mixed_precision: bool  # bf16/fp16 params and activations with fp32 master weights
+    cpu_offload: str  # none, optimizer, all
+    mixed_precision: bool  # bf16/fp16 params and activations
     activation_bytes: int
+    master_weights: str = "fp32"  # fp32, bf16_kahan
 
     @property
     def world_size(self):
@@ -110,23 +112,27 @@ class Setup:
 class ModelStates:
     gpu_bytes: int
     host_bytes_per_node: int
-    sharded_bytes_per_param: int
+    sharded_bytes_per_param: int  # on the GPU
+    host_bytes_per_param: int
     gathered_bytes: int
+    step_bytes: int  # one sub-group's gradients at the optimizer step
 
 
 def zero3_model_states(shape, setup):
-    """DeepSpeed's ZeRO-3 arithmetic, with zero.Init (accelerate's `zero3_init_flag: true`)."""
+    """DeepSpeed's ZeRO-3 allocations, with zero.Init (accelerate's `zero3_init_flag: true`)."""
+    where = placement(setup.cpu_offload, setup.master_weights, setup.mixed_precision)
+    partition = shape.params / setup.world_size
     param_bytes = 2 if setup.mixed_precision else FP32
-    # bf16: params 2 + fp32 grads 4 + fp32 master 4 + Adam m, v 8. fp32: params (= master) 4 + grads 4 + Adam 8.
-    sharded_bytes_per_param = param_bytes + FP32 + (FP32 if setup.mixed_precision else 0) + 2 * FP32
     gathered_bytes = 2 * param_bytes * shape.largest_layer_params  # the largest layer's params and grads, whole
-    if setup.cpu_offload:  # optimizer and parameters (accelerate_configs/zero3_offload.yaml)
-        gpu = gathered_bytes
-        host = shape.params * sharded_bytes_per_param / setup.num_nodes * HOST_BUFFER_FACTOR
+    step_bytes = where.step_bytes_per_element * min(SUB_GROUP_SIZE, partition)
+    gpu = gathered_bytes + where.gpu_bytes_per_param * partition + step_bytes
+    if where.host_bytes_per_param:
+        host = shape.params * where.host_bytes_per_param / setup.num_nodes * HOST_BUFFER_FACTOR
     else:
-        gpu = gathered_bytes + sharded_bytes_per_param * shape.params / setup.world_size
         host = shape.largest_layer_params * FP32 * setup.num_gpus * HOST_BUFFER_FACTOR  # loading, layer by layer
-    return ModelStates(int(gpu), int(host), sharded_bytes_per_param, gathered_bytes)
+    return ModelStates(
+        int(gpu), int(host), where.gpu_bytes_per_param, where.host_bytes_per_param, gathered_bytes, int(step_bytes)
+    )
 
 
 def layer_activation_bytes_per_token(shape, activation_bytes):

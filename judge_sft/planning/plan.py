@@ -5,12 +5,14 @@ what a checkpoint writes and how early to ask for a stop from checkpoint_size.
 
 import math
 import os
+from dataclasses import dataclass
 
 from judge_sft.data.token_profile import profile_file
 from judge_sft.errors import JudgeSFTError
 from judge_sft.planning.advice import Planner
 from judge_sft.planning.checkpoint_size import checkpoint_size, stop_warning_seconds
 from judge_sft.planning.memory_model import GB, Setup, model_shape, training_flops
+from judge_sft.planning.placement import HOST_ADAM_GPARAMS_PER_S, PCIE_GB_PER_S
 from judge_sft.train.chat_templates import recipe_tokenizer
 from judge_sft.train.launch import plan_batch
 from judge_sft.train.model_config import load_model_config
@@ -18,6 +20,20 @@ from judge_sft.train.model_config import load_model_config
 # H100 / H200 SXM dense bf16 peak; the MFU is a stated assumption, not a measurement.
 PEAK_TFLOPS = 989.0
 MFU = 0.35
+
+
+@dataclass
+class Machines:
+    """What plan is told about the machines (`judge-sft plan`'s options; run.py fills it from torch and the launch)."""
+
+    num_gpus: int  # per node
+    num_nodes: int = 1
+    gpu_memory_gb: float = 80.0
+    cpu_memory_gb: float | None = None  # per node; None: not checked
+    mfu: float = MFU
+    peak_tflops: float = PEAK_TFLOPS
+    pcie_gb_per_s: float = PCIE_GB_PER_S
+    host_adam_gparams_per_s: float = HOST_ADAM_GPARAMS_PER_S
 
 
 def recipe_setup(judge_args, training_args, model_args, options):
@@ -32,6 +48,7 @@ def recipe_setup(judge_args, training_args, model_args, options):
         cpu_offload=judge_args.cpu_offload,
         mixed_precision=mixed,
         activation_bytes=2 if mixed or model_args.dtype in ("bfloat16", "float16") else 4,
+        master_weights=judge_args.master_weights,
     )
 
 
@@ -77,9 +94,12 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         "largest_layer_params": shape.largest_layer_params,
         "gradient_checkpointing": setup.checkpointing,
         "cpu_offload": setup.cpu_offload,
+        "master_weights": setup.master_weights,
         "mixed_precision": setup.mixed_precision,
         "model_states_gb_per_gpu": memory.model_states.gpu_bytes / GB,
         "model_states_bytes_per_param": memory.model_states.sharded_bytes_per_param,
+        "host_bytes_per_param": memory.model_states.host_bytes_per_param,
+        "optimizer_step_gb_per_gpu": memory.model_states.step_bytes / GB,
         "host_gb_per_node": memory.model_states.host_bytes_per_node / GB,
         "activations_gb_per_gpu": memory.activations / GB,
         "activations_gb_with_checkpointing": memory.activations_with_checkpointing / GB,
@@ -91,6 +111,12 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         "sp_heads_ok": planner.sp_allowed(setup.sp_size),
         "mfu": options.mfu,
         "peak_tflops": options.peak_tflops,
+        "pcie_gb_per_s": options.pcie_gb_per_s,
+        "host_adam_gparams_per_s": options.host_adam_gparams_per_s,
+        "pcie_gb_per_gpu_per_step": planner.pcie_seconds(setup) * options.pcie_gb_per_s,
+        "host_adam_seconds_per_step": planner.host_adam_seconds(setup),
+        "step_seconds": planner.step_seconds(),
+        "options": placement_options(planner),
         "data_note": data_note,
         "notes": unmodelled(judge_args, training_args, model_args),
     }
@@ -105,10 +131,58 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
             "overrides": item.overrides,
             "fits": item.fits,
             "total_gb_per_gpu": item.estimate.total / GB,
+            "step_seconds": item.step_seconds,
         }
         for item in advice
     ]
     return plan
+
+
+def placement_options(planner):
+    """Every placement of the model states for this recipe on these machines, with its memory and step time; the
+    relative step time is against the step without offload."""
+    fastest = planner.compute_seconds(planner.setup)
+    rows = []
+    for setup in planner.placements():
+        memory = planner.estimate(setup)
+        step = planner.step_seconds(setup)
+        rows.append(
+            {
+                "cpu_offload": setup.cpu_offload,
+                "master_weights": setup.master_weights,
+                "gpu_bytes_per_param": memory.model_states.sharded_bytes_per_param,
+                "host_bytes_per_param": memory.model_states.host_bytes_per_param,
+                "model_states_gb_per_gpu": memory.model_states.gpu_bytes / GB,
+                "total_gb_per_gpu": memory.total / GB,
+                "host_gb_per_node": memory.model_states.host_bytes_per_node / GB,
+                "pcie_gb_per_gpu_per_step": planner.pcie_seconds(setup) * planner.options.pcie_gb_per_s,
+                "host_adam_seconds_per_step": planner.host_adam_seconds(setup),
+                "step_seconds": step,
+                "relative_step_time": step / fastest,
+                "fits": planner.fits(memory),
+            }
+        )
+    return rows
+
+
+def memory_verdict(judge_args, training_args, model_args, machines):
+    """None when the recipe fits `machines`, else one line: the estimate against the memory, and plan's first advice.
+    None too for LoRA and the tiled MLP, which the model does not cover: its estimate would be an upper bound."""
+    if model_args.use_peft or judge_args.tiled_mlp:
+        return None
+    setup = recipe_setup(judge_args, training_args, model_args, machines)
+    planner = Planner(model_shape(load_model_config(model_args)), setup, judge_args.total_batch_size, machines)
+    memory = planner.estimate()
+    if planner.fits(memory):
+        return None
+    need = (
+        f"{memory.total / GB:.1f} GB per GPU of {planner.usable_gb():.1f} GB usable on {machines.gpu_memory_gb:.1f} GB"
+    )
+    if not memory.fits_host(machines.cpu_memory_gb):
+        need = f"{memory.model_states.host_bytes_per_node / GB:.0f} GB of host RAM of {machines.cpu_memory_gb:.0f} GB"
+    advice = planner.advice()
+    first = f"; plan's first advice: {advice[0].text}" if advice else ""
+    return f"plan: this run needs {need}: it will not fit{first}"
 
 
 def unmodelled(judge_args, training_args, model_args):

@@ -6,8 +6,11 @@
 #   MODEL_PATH=Qwen/Qwen3-14B TRAIN_FILE=data/helpsteer2/train.parquet VAL_FILE=data/helpsteer2/val.parquet \
 #       bash recipes/run_sft_rm.sh [--learning_rate 2e-5 ...]
 #
+# CPU_OFFLOAD is the cookbook's true/false, or none / optimizer / all (true = all, false = none). With the default false,
+# Qwen3-32B fits 8 x 80 GB through the template's `master_weights: bf16_kahan` (see docs/planning.md#memory).
 # Beyond the cookbook's variables: MAX_LENGTH, OUTPUT_DIR, RECIPE (where the recipe is written) and ACCELERATE_CONFIG
-# (a bundled config's name or a path; default zero3, zero3_offload when CPU_OFFLOAD=true, zero3_multinode when NNODES > 1).
+# (a bundled config's name or a path; default zero3, zero3_offload_optimizer for CPU_OFFLOAD=optimizer, zero3_offload
+# for all or true, zero3_multinode when NNODES > 1).
 # Several nodes: run this on each with NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (like the cookbook, NNODES and
 # NODE_RANK default to WORLD_SIZE and RANK), or use recipes/launch.slurm under Slurm.
 set -euo pipefail
@@ -30,18 +33,25 @@ CPU_OFFLOAD=${CPU_OFFLOAD:-false}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/$(basename "$MODEL_PATH" | tr '[:upper:]' '[:lower:]')-judge}
 RECIPE=${RECIPE:-$OUTPUT_DIR/run_sft_rm.yaml}
 
-if [[ $CPU_OFFLOAD != true && $CPU_OFFLOAD != false ]]; then
-    echo "run_sft_rm.sh: error: CPU_OFFLOAD is '$CPU_OFFLOAD'; expected true or false" >&2
-    exit 1
-fi
+case $CPU_OFFLOAD in
+    false | none) CPU_OFFLOAD=none ;;
+    true | all) CPU_OFFLOAD=all ;;
+    optimizer) ;;
+    *)
+        echo "run_sft_rm.sh: error: CPU_OFFLOAD is '$CPU_OFFLOAD'; expected true, false, none, optimizer or all" >&2
+        exit 1
+        ;;
+esac
 if [[ -n ${ACCELERATE_CONFIG:-} ]]; then
     :
-elif ((NNODES > 1)) && [[ $CPU_OFFLOAD == true ]]; then
+elif ((NNODES > 1)) && [[ $CPU_OFFLOAD != none ]]; then
     echo "run_sft_rm.sh: error: no multi-node offload config; set ACCELERATE_CONFIG" >&2
     exit 1
 elif ((NNODES > 1)); then
     ACCELERATE_CONFIG=zero3_multinode
-elif [[ $CPU_OFFLOAD == true ]]; then
+elif [[ $CPU_OFFLOAD == optimizer ]]; then
+    ACCELERATE_CONFIG=zero3_offload_optimizer
+elif [[ $CPU_OFFLOAD == all ]]; then
     ACCELERATE_CONFIG=zero3_offload
 else
     ACCELERATE_CONFIG=zero3
@@ -54,8 +64,7 @@ recipe_flags=(
     --num-gpus $((NNODES * N_GPUS_PER_NODE)) -o "$RECIPE"
 )
 [[ -n $VAL_FILE ]] && recipe_flags+=(--val-file "$VAL_FILE")
-# Always said, so that the recipe and the accelerate config agree.
-if [[ $CPU_OFFLOAD == true ]]; then recipe_flags+=(--cpu-offload); else recipe_flags+=(--no-cpu-offload); fi
+recipe_flags+=(--cpu-offload "$CPU_OFFLOAD")  # always said, so that the recipe and the accelerate config agree
 judge-sft recipe "${recipe_flags[@]}"
 
 launch_flags=(--accelerate-config "$ACCELERATE_CONFIG" --num-processes $((NNODES * N_GPUS_PER_NODE))

@@ -16,7 +16,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.base_model import HUB_ID
-from judge_sft.train.launch import launched_world_size
+from judge_sft.train.launch import CPU_OFFLOAD_MODES, MASTER_WEIGHTS, cpu_offload_mode, launched_world_size
 from judge_sft.train.preemption import parse_duration
 from judge_sft.train.recipe_values import check_command_line_values, check_file_values, read_recipe
 
@@ -36,9 +36,23 @@ class JudgeArguments:
     tiled_mlp: bool = field(
         default=False, metadata={"help": "ALST tiled MLP: compute each MLP over sequence tiles (long context memory)"}
     )
-    cpu_offload: bool = field(
-        default=False,
-        metadata={"help": "offload optimizer and parameters to CPU; launch with accelerate_configs/zero3_offload.yaml"},
+    cpu_offload: str = field(
+        default="none",
+        metadata={
+            "help": "what ZeRO-3 keeps in host RAM: none, optimizer (fp32 master weights and Adam states; launch with "
+            "accelerate_configs/zero3_offload_optimizer.yaml) or all (those and the parameters: zero3_offload.yaml); "
+            "true = all, false = none",
+            "choices": [*CPU_OFFLOAD_MODES, "true", "false"],
+        },
+    )
+    master_weights: str = field(
+        default="fp32",
+        metadata={
+            "help": "fp32: DeepSpeed's mixed precision (fp32 master weights, gradients at the step and Adam states); "
+            "bf16_kahan: bf16 weights, gradients and Adam states with Kahan-compensated AdamW updates (torch-optimi), "
+            "12 instead of 16 bytes per parameter on the GPU",
+            "choices": list(MASTER_WEIGHTS),
+        },
     )
     train_on: str = field(
         default="auto",
@@ -66,7 +80,8 @@ class JudgeArguments:
         default=256, metadata={"help": "the most tokens each eval sample completion may have"}
     )
     skip_doctor: bool = field(
-        default=False, metadata={"help": "train even when `judge-sft doctor`'s start-up checks fail"}
+        default=False,
+        metadata={"help": "train even when `judge-sft doctor`'s start-up checks (and, on GPUs, plan's memory) fail"},
     )
     stop_after: str | None = field(
         default=None,
@@ -75,6 +90,9 @@ class JudgeArguments:
             "(clusters without a stop signal); counted from the start of each launch"
         },
     )
+
+    def __post_init__(self):
+        self.cpu_offload = cpu_offload_mode(self.cpu_offload)
 
 
 RECIPE_DATACLASSES = (JudgeArguments, SFTConfig, ModelConfig)

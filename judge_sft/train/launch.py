@@ -66,20 +66,72 @@ def decided_by_main_process(training_args, decide):
     return result[0]
 
 
+CPU_OFFLOAD_MODES = ("none", "optimizer", "all")
+# The bundled accelerate config (one node) that launches each cpu_offload mode.
+OFFLOAD_CONFIGS = {"none": "zero3.yaml", "optimizer": "zero3_offload_optimizer.yaml", "all": "zero3_offload.yaml"}
+OFFLOADED = {
+    "none": "nothing (optimizer states and parameters on the GPU)",
+    "optimizer": "the optimizer states only",
+    "all": "the optimizer states and the parameters",
+    "parameters": "the parameters only",
+}
+MASTER_WEIGHTS = ("fp32", "bf16_kahan")
+OFFLOAD_KEYS = ("offload_optimizer", "offload_param")
+
+
+def cpu_offload_mode(value):
+    """The recipe's `cpu_offload` as one of CPU_OFFLOAD_MODES; true and false (its old yes/no) mean all and none."""
+    text = str(value).strip().lower()
+    mode = {"true": "all", "false": "none"}.get(text, text)
+    if mode not in CPU_OFFLOAD_MODES:
+        raise JudgeSFTError(
+            f"recipe: cpu_offload `{value}`: expected none, optimizer or all (true = all, false = none)"
+        )
+    return mode
+
+
+def launched_offload(deepspeed_config):
+    """What the launch's DeepSpeed config offloads to host RAM: a CPU_OFFLOAD_MODES value, or "parameters"."""
+    zero = (deepspeed_config or {}).get("zero_optimization", {})
+    optimizer, parameters = (zero.get(key, {}).get("device", "none") not in ("none", None) for key in OFFLOAD_KEYS)
+    if parameters:
+        return "all" if optimizer else "parameters"
+    return "optimizer" if optimizer else "none"
+
+
 def check_cpu_offload(cpu_offload, deepspeed_config):
     """The recipe's `cpu_offload` must match the DeepSpeed config accelerate launched with: the launch fixes it before
     run.py starts, so run.py can only refuse a mismatch (and name the config that matches)."""
-    zero = (deepspeed_config or {}).get("zero_optimization", {})
-    offloaded = zero.get("offload_optimizer", {}).get("device", "none") not in ("none", None)
-    if cpu_offload and not offloaded:
+    launched = launched_offload(deepspeed_config)
+    if launched != cpu_offload:
+        setting = f"set `cpu_offload: {launched}` or " if launched in CPU_OFFLOAD_MODES else ""
         raise JudgeSFTError(
-            "recipe: cpu_offload is true but the launch's DeepSpeed config keeps optimizer states on the "
-            "GPU; launch with --config_file accelerate_configs/zero3_offload.yaml"
+            f"recipe: cpu_offload is {cpu_offload} but the launch's DeepSpeed config offloads {OFFLOADED[launched]}; "
+            f"{setting}launch with --config_file accelerate_configs/{OFFLOAD_CONFIGS[cpu_offload]}"
         )
-    if offloaded and not cpu_offload:
+
+
+def check_master_weights(judge_args, bf16, deepspeed_config, optim="adamw_torch"):
+    """`master_weights: bf16_kahan` (bf16 weights, gradients and Adam states, Kahan-compensated updates) runs where it
+    was built and measured: bf16 under DeepSpeed ZeRO-3, optimizer on the GPU, AdamW. Anything else is refused."""
+    if judge_args.master_weights == "fp32":
+        return
+    where = "recipe: master_weights bf16_kahan"
+    stage = (deepspeed_config or {}).get("zero_optimization", {}).get("stage")
+    if not bf16:
+        raise JudgeSFTError(f"{where} keeps weights, gradients and Adam states in bf16: it needs `bf16: true`")
+    if stage != 3:
         raise JudgeSFTError(
-            "recipe: cpu_offload is false but the launch's DeepSpeed config offloads to CPU; set "
-            "`cpu_offload: true` or launch with accelerate_configs/zero3.yaml"
+            f"{where} runs under DeepSpeed ZeRO-3 only; launch with --config_file accelerate_configs/zero3.yaml"
+        )
+    if judge_args.cpu_offload != "none":
+        raise JudgeSFTError(
+            f"{where} keeps the optimizer on the GPU; with cpu_offload {judge_args.cpu_offload} DeepSpeed's CPU Adam "
+            "keeps fp32 states in host RAM instead: set `cpu_offload: none` or `master_weights: fp32`"
+        )
+    if optim not in ("adamw_torch", "adamw_torch_fused"):
+        raise JudgeSFTError(
+            f"{where} is AdamW with Kahan summation (torch-optimi); it cannot run `optim: {getattr(optim, 'value', optim)}`"
         )
 
 

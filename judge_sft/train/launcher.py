@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from judge_sft.errors import JudgeSFTError
-from judge_sft.train.launch import check_cpu_offload, plan_batch
+from judge_sft.train.launch import OFFLOAD_CONFIGS, check_cpu_offload, check_master_weights, plan_batch
 from judge_sft.train.preemption import REQUEUE_STATUS
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "accelerate_configs"
@@ -63,12 +63,13 @@ def resolve_config(name_or_path):
 
 
 def default_config(judge_args, num_machines, has_gpu):
-    """The config the recipe implies: offload -> zero3_offload, several machines -> zero3_multinode, no GPU -> CPU."""
+    """The config the recipe implies: its cpu_offload mode's (zero3_offload_optimizer, zero3_offload), else
+    zero3_multinode on several machines, zero3 on one; no GPU -> the CPU config."""
     if not has_gpu:
         return ACCELERATE_CONFIGS / "cpu_zero3_2proc.yaml"
-    if judge_args.cpu_offload:
-        return ACCELERATE_CONFIGS / "zero3_offload.yaml"
-    return ACCELERATE_CONFIGS / ("zero3_multinode.yaml" if num_machines > 1 else "zero3.yaml")
+    if judge_args.cpu_offload == "none" and num_machines > 1:
+        return ACCELERATE_CONFIGS / "zero3_multinode.yaml"
+    return ACCELERATE_CONFIGS / OFFLOAD_CONFIGS[judge_args.cpu_offload]
 
 
 def read_config(path):
@@ -88,8 +89,15 @@ def check_launch(launch, judge_args, training_args, allow_env_file=False):
     )
     zero = launch.deepspeed
     if launch.config.get("distributed_type") == "DEEPSPEED" and "deepspeed_config_file" not in zero:
-        offload = zero.get("offload_optimizer_device", "none")
-        check_cpu_offload(judge_args.cpu_offload, {"zero_optimization": {"offload_optimizer": {"device": offload}}})
+        deepspeed_config = {
+            "zero_optimization": {
+                "stage": zero.get("zero_stage"),
+                "offload_optimizer": {"device": zero.get("offload_optimizer_device", "none")},
+                "offload_param": {"device": zero.get("offload_param_device", "none")},
+            }
+        }
+        check_cpu_offload(judge_args.cpu_offload, deepspeed_config)
+        check_master_weights(judge_args, training_args.bf16, deepspeed_config, training_args.optim)
     launcher = zero.get("deepspeed_multinode_launcher", STANDARD_LAUNCHER)
     if launch.num_machines > 1 and launcher != STANDARD_LAUNCHER and not allow_env_file:
         raise JudgeSFTError(

@@ -30,6 +30,10 @@ def recipe_values(args):
     }
     if args.cpu_offload is not None:
         values["cpu_offload"] = args.cpu_offload
+        if args.cpu_offload != "none":  # bf16_kahan keeps the optimizer on the GPU; offload runs DeepSpeed's CPU Adam
+            values["master_weights"] = "fp32"
+    if args.master_weights is not None:
+        values["master_weights"] = args.master_weights
     if args.val_file is None:  # no val split: nothing to evaluate on
         values["eval_strategy"] = "no"
     return values

@@ -1,0 +1,120 @@
+"""Where the model states live, in real 2-process ZeRO-3 launches on CPU: each `cpu_offload` mode trains and resumes
+with its config, a recipe and a launch that disagree stop in one line, and `master_weights: bf16_kahan` resumes
+exactly after a kill, trains LoRA adapters, and keeps bf16 Adam states with a Kahan buffer."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from conftest import CPU_CONFIG, REPO, free_port, launch, tiny_recipe
+from safetensors.torch import load_file
+from test_training import kill_tree, read_state, wait_for
+
+pytestmark = pytest.mark.launch
+
+SETTINGS = dict(report_to="none", eval_strategy="no", save_steps=2, max_length=256)
+BF16 = dict(bf16=True, use_cpu=True, master_weights="bf16_kahan")  # use_cpu: transformers' bf16 check on CPU
+
+
+def cpu_config(tmp_path, mixed_precision="no", offload="none"):
+    """accelerate_configs/cpu_zero3_2proc.yaml with the offload devices of a cpu_offload mode."""
+    config = yaml.safe_load(CPU_CONFIG.read_text())
+    config["mixed_precision"] = mixed_precision
+    config["deepspeed_config"]["offload_optimizer_device"] = "cpu" if offload in ("optimizer", "all") else "none"
+    config["deepspeed_config"]["offload_param_device"] = "cpu" if offload == "all" else "none"
+    path = tmp_path / f"cpu_{mixed_precision}_{offload}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["none", "optimizer", "all"])
+def test_each_cpu_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir, small_data, mode):
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
+    config = cpu_config(tmp_path, offload=mode)
+    launch(recipe, config=config)
+    assert read_state(tmp_path / "out" / "checkpoint-2")["global_step"] == 2
+    resumed = launch(recipe, "--max_steps", 3, "--save_steps", 3, config=config)
+    assert f"resuming from {tmp_path / 'out' / 'checkpoint-2'}" in resumed.stdout
+    state = read_state(tmp_path / "out")
+    assert state["global_step"] == 3 and [entry["step"] for entry in state["log_history"] if "loss" in entry] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(tmp_path, tiny_model_dir, small_data):
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload="optimizer", max_steps=2, **SETTINGS)
+    result = launch(recipe, config=cpu_config(tmp_path, offload="all"), check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if line.startswith("judge-sft run: error:")]
+    assert errors == [
+        "judge-sft run: error: recipe: cpu_offload is optimizer but the launch's DeepSpeed config offloads the "
+        "optimizer states and the parameters; set `cpu_offload: all` or launch with --config_file "
+        "accelerate_configs/zero3_offload_optimizer.yaml"
+    ]
+    assert not (tmp_path / "out" / "checkpoint-2").exists()
+
+
+def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, small_data):
+    config = cpu_config(tmp_path, mixed_precision="bf16")
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        (tmp_path / name).mkdir()
+        runs[name] = tiny_recipe(tmp_path / name, tiny_model_dir, small_data[0], max_steps=4, **SETTINGS, **BF16)
+    launch(runs["uninterrupted"], config=config)
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    command += ["--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(runs["killed"])]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_for(tmp_path / "killed" / "out" / "checkpoint-2" / "trainer_state.json", process)
+    finally:
+        kill_tree(process)
+    assert not (tmp_path / "killed" / "out" / "model.safetensors").exists()
+    resumed = launch(runs["killed"], config=config)
+    assert f"resuming from {tmp_path / 'killed' / 'out' / 'checkpoint-2'}" in resumed.stdout
+
+    uninterrupted = load_file(tmp_path / "uninterrupted" / "out" / "model.safetensors")
+    resumed_weights = load_file(tmp_path / "killed" / "out" / "model.safetensors")
+    assert resumed_weights.keys() == uninterrupted.keys()
+    for name, weight in uninterrupted.items():
+        assert weight.dtype == torch.bfloat16
+        assert torch.equal(resumed_weights[name], weight), name
+    assert_bf16_states_with_kahan_buffer(tmp_path / "uninterrupted" / "out" / "checkpoint-4")
+
+
+def assert_bf16_states_with_kahan_buffer(checkpoint):
+    """The optimizer state DeepSpeed saved: bf16 master weights, torch-optimi's bf16 moments and Kahan buffer."""
+    [shard] = (checkpoint / "global_step4").glob("*zero_pp_rank_0_*optim_states.pt")
+    saved = torch.load(shard, map_location="cpu", weights_only=False)["optimizer_state_dict"]
+    assert all(tensor.dtype == torch.bfloat16 for tensor in saved["fp32_flat_groups"])  # DeepSpeed's name for master
+    states = saved["optimizer_state_dict"]["state"].values()
+    assert states and all(
+        {key: state[key].dtype for key in ("exp_avg", "exp_avg_sq", "kahan_comp")}
+        == dict.fromkeys(("exp_avg", "exp_avg_sq", "kahan_comp"), torch.bfloat16)
+        for state in states
+    )
+
+
+def test_bf16_kahan_trains_lora_adapters(tmp_path, tiny_model_dir, small_data):
+    recipe = tiny_recipe(
+        tmp_path,
+        tiny_model_dir,
+        small_data[0],
+        use_peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["q_proj", "v_proj"],
+        max_steps=2,
+        **{**SETTINGS, "save_strategy": "no"},
+        **BF16,
+    )
+    launch(recipe, config=cpu_config(tmp_path, mixed_precision="bf16"))
+    adapters = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    lora_b = [name for name in adapters if "lora_B" in name]
+    assert len(lora_b) == 2 * 2 and all(adapters[name].abs().sum() > 0 for name in lora_b)  # B starts at zero
