@@ -387,6 +387,25 @@ def test_recipes_fit_on_8_gpus_of_80_gb(capsys, tmp_path, qwen3_32b_dir):
     )["fits"]
 
 
+def test_the_readme_memory_table_holds_plans_numbers(capsys, qwen3_32b_dir):
+    """README's table of placements for recipes/qwen3_32b.yaml on 8 x 80 GB: GB per GPU, host GB and step times as
+    plan computes them today, the recipe's own placement the fastest that fits."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Memory: Qwen3-32B on 8 x 80 GB") :]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `") or line.startswith("| **`")]
+    table = {tuple(re.findall(r"`(\w+)`", row[0])[:2]): row for row in rows}
+    result = plan(capsys, REPO / "recipes" / "qwen3_32b.yaml", "--num-gpus", 8, "--model_name_or_path", qwen3_32b_dir)
+    for option in result["options"]:
+        row = table[(option["cpu_offload"], option["master_weights"])]
+        assert row[2].startswith(f"{option['gpu_bytes_per_param']}")
+        assert row[3].startswith(f"{option['host_bytes_per_param']}")
+        assert row[4].startswith(f"{option['total_gb_per_gpu']:.1f}: " + ("fits" if option["fits"] else "does not fit"))
+        assert row[5].startswith(f"{option['host_gb_per_node']:.0f}")
+        assert re.sub(r"\*", "", row[8]) == f"{option['step_seconds']:.1f} s ({option['relative_step_time']:.2f})"
+    fastest = min((option for option in result["options"] if option["fits"]), key=lambda option: option["step_seconds"])
+    assert (fastest["cpu_offload"], fastest["master_weights"]) == (result["cpu_offload"], result["master_weights"])
+
+
 def test_json_has_the_documented_keys(capsys, tmp_path, qwen3_32b_dir):
     result = plan(capsys, cookbook_recipe(tmp_path, qwen3_32b_dir, tmp_path / "absent.parquet"), "--num-gpus", 8)
     for key in (
