@@ -13,16 +13,15 @@ PROBE = """
 import json, os, sys
 from trl import SFTConfig
 from judge_sft.train.arguments import parse_recipe
-if sys.argv[1] == "stock":
-    world = SFTConfig(output_dir=sys.argv[2], bf16=False, report_to="none").world_size
-else:
-    world = parse_recipe([sys.argv[2]])[1].world_size
-print("WORLD", json.dumps({"rank": int(os.environ["RANK"]), "world": world}), flush=True)
+stock = SFTConfig(output_dir=os.path.dirname(sys.argv[1]), bf16=False, report_to="none").world_size
+ours = parse_recipe([sys.argv[1]])[1].world_size
+print("WORLD", json.dumps({"rank": int(os.environ["RANK"]), "stock": stock, "ours": ours}), flush=True)
 os._exit(0)
 """
 
 
-def launched_worlds(tmp_path, mode, recipe):
+def launched_worlds(tmp_path, recipe):
+    """{"stock": [world size each rank sees], "ours": [...]} from one 2-process launch."""
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     result = subprocess.run(
@@ -35,7 +34,6 @@ def launched_worlds(tmp_path, mode, recipe):
             "--main_process_port",
             str(free_port()),
             str(probe),
-            mode,
             str(recipe),
         ],
         cwd=REPO,
@@ -45,9 +43,8 @@ def launched_worlds(tmp_path, mode, recipe):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    return sorted(
-        json.loads(line.split("WORLD ", 1)[1])["world"] for line in result.stdout.splitlines() if "WORLD {" in line
-    )
+    ranks = [json.loads(line.split("WORLD ", 1)[1]) for line in result.stdout.splitlines() if "WORLD {" in line]
+    return {key: [rank[key] for rank in ranks] for key in ("stock", "ours")}
 
 
 def test_stock_stack_sees_a_world_of_one_and_parse_recipe_sees_the_launch(tmp_path):
@@ -55,5 +52,6 @@ def test_stock_stack_sees_a_world_of_one_and_parse_recipe_sees_the_launch(tmp_pa
     recipe.write_text(
         f"model_name_or_path: m\ntrain_file: t.parquet\noutput_dir: {tmp_path}\nbf16: false\nreport_to: none\n"
     )
-    assert launched_worlds(tmp_path, "stock", tmp_path) == [1, 1]  # the bug: each rank would train on all the data
-    assert launched_worlds(tmp_path, "ours", recipe) == [2, 2]
+    worlds = launched_worlds(tmp_path, recipe)
+    assert worlds["stock"] == [1, 1]  # the bug: each rank would train on all the data
+    assert worlds["ours"] == [2, 2]

@@ -29,8 +29,11 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
     return path
 
 
-@pytest.mark.parametrize("mode", ["none", "optimizer", "all"])
-def test_each_cpu_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir, small_data, mode):
+# `none` with fp32 master weights is every other launch's (cpu_zero3_2proc.yaml), resumed by
+# tests/test_training.py::test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run; with bf16_kahan,
+# by test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run below.
+@pytest.mark.parametrize("mode", ["optimizer", "all"])
+def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir, small_data, mode):
     recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
     config = cpu_config(tmp_path, offload=mode)
     launch(recipe, config=config)

@@ -20,7 +20,7 @@ SECRETS = {"HF_TOKEN": "hf_judgesftTestSecret0123", "WANDB_API_KEY": "wandb0123j
 # CPUs here: fp32, so fp32 master weights rather than the template's bf16_kahan
 TRAIN_OVERRIDES = ["--bf16", "false", "--dtype", "float32", "--master_weights", "fp32", "--attn_implementation", "sdpa"]
 TRAIN_OVERRIDES += ["--max_steps", "2"]
-TRAIN_OVERRIDES += ["--eval_steps", "2", "--save_steps", "2", "--report_to", "none"]
+TRAIN_OVERRIDES += ["--eval_steps", "2", "--save_steps", "2", "--report_to", "none", "--eval_samples", "0"]
 
 
 def judge_sft(*args, cwd, env=None, timeout=900):
