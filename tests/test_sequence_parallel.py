@@ -26,7 +26,7 @@ from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
 STAGES = {1: "cpu_zero1_2proc.yaml", 2: "cpu_zero2_2proc.yaml", 3: "cpu_zero3_2proc.yaml"}
-TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 8, 4, 4, 256
+TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 12, 4, 4, 256
 STEPS = TRAIN_ROWS // TOTAL_BATCH
 TOLERANCE = 1e-5
 RUN_SETTINGS = dict(
