@@ -28,9 +28,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 		get_accelerator; get_accelerator().create_op_builder('ShareMemCommBuilder').load()"; fi
 	touch $@
 
-# Each test file on one of 2 workers (its module fixtures run once), in collection order (tests/conftest.py puts the
-# files with the most launches first; xdist would start with the files of most tests); PYTEST_ARGS="-n 0": one process.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+# Each test file on one of 2 workers (its module fixtures run once); PYTEST_ARGS="-n 0" runs in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -20,30 +20,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
-# The files with the most real launches, longest first: `make test` hands whole files to 2 workers in collection order,
-# so starting with the long ones lets both workers finish together (the shortest processing time last).
-LONGEST_FIRST = [
-    "test_memory_options.py",
-    "test_sequence_parallel.py",
-    "test_training.py",
-    "test_train_command.py",
-    "test_recipe_command.py",
-    "test_samples.py",
-    "test_preemption.py",
-    "test_push.py",
-    "test_doctor.py",
-    "test_errors_launch.py",
-    "test_plan.py",
-]
-
-
 def pytest_collection_modifyitems(config, items):
-    """The long files first (LONGEST_FIRST). `gpu`-marked tests need a CUDA GPU: skipped without one, so `pytest`
-    and CI never wait on them."""
+    """`gpu`-marked tests need a CUDA GPU: skipped without one, so `pytest` and CI never wait on them."""
     import torch
 
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: a file's tests keep their order
     if torch.cuda.is_available():
         return
     no_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
