@@ -12,6 +12,30 @@ from judge_sft.planning.placement import HOST_ADAM_GPARAMS_PER_S, PCIE_GB_PER_S
 from judge_sft.planning.plan import MFU, PEAK_TFLOPS, make_plan
 from judge_sft.train.arguments import parse_recipe
 
+# The stated assumptions a user may replace: flag, type, default, help.
+RATES = (
+    ("--mfu", unit_fraction, MFU, "model FLOPs utilisation, in (0, 1]"),
+    ("--peak-tflops", positive_number, PEAK_TFLOPS, "per-GPU dense bf16 peak (H100/H200 SXM: 989)"),
+    (
+        "--write-gb-per-s",
+        positive_number,
+        WRITE_GB_PER_S,
+        "one node's write bandwidth to the checkpoint file system (GB/s), for the save time",
+    ),
+    (
+        "--pcie-gb-per-s",
+        positive_number,
+        PCIE_GB_PER_S,
+        "host<->GPU copy bandwidth per GPU, all GPUs copying at once (offload)",
+    ),
+    (
+        "--host-adam-gparams-per-s",
+        positive_number,
+        HOST_ADAM_GPARAMS_PER_S,
+        "DeepSpeed's CPU Adam throughput per node, in 1e9 parameters per second (offload)",
+    ),
+)
+
 
 def add_machine_options(parser, default=None):
     """`default=argparse.SUPPRESS` for the second pass over the arguments after the recipe."""
@@ -21,36 +45,8 @@ def add_machine_options(parser, default=None):
     parser.add_argument(
         "--cpu-memory-gb", type=positive_number, default=default, help="host RAM per node, checked when offloading"
     )
-    parser.add_argument(
-        "--mfu",
-        type=unit_fraction,
-        default=MFU if default is None else default,
-        help="model FLOPs utilisation, in (0, 1]",
-    )
-    parser.add_argument(
-        "--peak-tflops",
-        type=positive_number,
-        default=PEAK_TFLOPS if default is None else default,
-        help="per-GPU dense bf16 peak (H100/H200 SXM: 989)",
-    )
-    parser.add_argument(
-        "--write-gb-per-s",
-        type=positive_number,
-        default=WRITE_GB_PER_S if default is None else default,
-        help="one node's write bandwidth to the checkpoint file system (GB/s), for the save time",
-    )
-    parser.add_argument(
-        "--pcie-gb-per-s",
-        type=positive_number,
-        default=PCIE_GB_PER_S if default is None else default,
-        help="host<->GPU copy bandwidth per GPU, all GPUs copying at once (offload)",
-    )
-    parser.add_argument(
-        "--host-adam-gparams-per-s",
-        type=positive_number,
-        default=HOST_ADAM_GPARAMS_PER_S if default is None else default,
-        help="DeepSpeed's CPU Adam throughput per node, in 1e9 parameters per second (offload)",
-    )
+    for flag, convert, stated, help_text in RATES:
+        parser.add_argument(flag, type=convert, default=stated if default is None else default, help=help_text)
     parser.add_argument(
         "--json", action="store_true", default=False if default is None else default, help="print one JSON object"
     )
