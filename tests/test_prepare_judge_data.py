@@ -537,3 +537,65 @@ def test_pairwise_from_hub_reads_only_the_preference_file(tmp_path):
     ]
     assert [(row["source_row"], row["label"]) for row in rows(out, "train")] == [(0, "B"), (0, "A")]
     assert [row["source_row"] for row in rows(out, "val")] == [1, 1]
+
+
+# ---------------------------------------------------------------------------------------------------- --task responses
+
+# The last commit before `--task` existed: its prepare-data is what `--task responses` must still write, byte for byte.
+BASE_COMMIT = "744e4d795c83646e5defaeeb9bf72215ad386213"
+REPO = Path(__file__).resolve().parent.parent
+RESPONSES_RUNS = [
+    ["--input", str(SAMPLE)],
+    ["--input", str(SAMPLE), "--min", "correctness=0", "--max", "verbosity=2", "--one-per-prompt", "--keep-malformed",
+     "--sample", "30", "--seed", "3", "--val-fraction", "0.2"],
+    ["--input", "{tmp}/train.jsonl", "--input", "{tmp}/validation.jsonl", "--min", "helpfulness=2"],
+]  # fmt: skip
+
+
+def base_checkout(tmp_path):
+    """The base commit's judge_sft package, extracted from this checkout's git history."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", BASE_COMMIT, "judge_sft"], capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs a git checkout holding commit {BASE_COMMIT} (not a shallow clone)")
+    base = tmp_path / "base"
+    base.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    return base
+
+
+def responses_argv(run, tmp_path, output):
+    return ["prepare-data", "--output-dir", str(output)] + [item.format(tmp=tmp_path) for item in run]
+
+
+def test_task_responses_writes_byte_for_byte_what_the_code_before_it_wrote(tmp_path, capsys):
+    base = base_checkout(tmp_path)
+    source = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    write_jsonl(tmp_path / "train.jsonl", source[:150])
+    write_jsonl(tmp_path / "validation.jsonl", source[140:])
+    before = [responses_argv(run, tmp_path, tmp_path / f"before{index}") for index, run in enumerate(RESPONSES_RUNS)]
+    script = (
+        "import json, sys, judge_sft; from judge_sft.cli import main\nprint(judge_sft.__file__)\n"
+        "for argv in json.loads(sys.argv[1]): main(argv)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(before)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(base)},
+        cwd=tmp_path,  # not the checkout: `python -c` puts the working directory first on sys.path
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == str(base / "judge_sft" / "__init__.py")
+    capsys.readouterr()
+    for index, run in enumerate(RESPONSES_RUNS):
+        for task in ([], ["--task", "responses"]):
+            out = tmp_path / f"after{index}{len(task)}"
+            assert main(responses_argv(run, tmp_path, out) + task) == 0
+            summary = capsys.readouterr().out.replace(str(out), str(tmp_path / f"before{index}"))
+            assert summary in result.stdout
+            for name in ("train.parquet", "val.parquet", "stats.json"):
+                assert (out / name).read_bytes() == (tmp_path / f"before{index}" / name).read_bytes(), (run, name)
