@@ -2,9 +2,13 @@
 template), and one 2-process CPU training on the bundled preference sample."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import launch, tiny_recipe
 
 from judge_sft.cli import main
@@ -12,7 +16,40 @@ from judge_sft.data.messages import read_conversations, resolve_train_on
 from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
 from judge_sft.train.chat_templates import training_chat_template
 
-PREFERENCE_SAMPLE = Path(__file__).resolve().parent.parent / "judge_sft" / "data" / "helpsteer2_preference_sample.jsonl"
+REPO = Path(__file__).resolve().parent.parent
+PREFERENCE_SAMPLE = REPO / "judge_sft" / "data" / "helpsteer2_preference_sample.jsonl"
+JUDGE_RECIPES = {task: REPO / "recipes" / f"qwen3_14b_{task}_judge.yaml" for task in ("pairwise", "pointwise")}
+
+
+def test_the_judge_recipes_are_qwen3_14b_on_the_judge_files_and_launch_as_planned(tmp_path):
+    base = yaml.safe_load((REPO / "recipes" / "qwen3_14b.yaml").read_text())
+    for task, path in JUDGE_RECIPES.items():
+        recipe = yaml.safe_load(path.read_text())
+        changed = {key for key in base if recipe[key] != base[key]}
+        assert set(recipe) == set(base)
+        assert changed == {"train_file", "val_file", "output_dir", "run_name"} | (
+            {"max_length"} if task == "pairwise" else set()
+        )
+        assert (recipe["train_file"], recipe["val_file"]) == (
+            f"data/helpsteer2_{task}/train.parquet",
+            f"data/helpsteer2_{task}/val.parquet",
+        )
+    script = (
+        "import sys; from judge_sft.cli import main\n"
+        "for recipe in sys.argv[1:]: main(['train', recipe, '--num-processes', '8', '--dry-run'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, JUDGE_RECIPES.values())],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    plan = "judge-sft train: world_size=8 sp_size=8 -> dp=1; global batch 96 = micro batch 12 x dp 1 x gradient accumulation 8"
+    assert result.stdout.count(plan) == 2, result.stdout + result.stderr
+    for path in JUDGE_RECIPES.values():
+        assert f"--module judge_sft.run {path}" in result.stdout
 
 
 @pytest.fixture(scope="module")

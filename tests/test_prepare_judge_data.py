@@ -599,3 +599,23 @@ def test_task_responses_writes_byte_for_byte_what_the_code_before_it_wrote(tmp_p
             assert summary in result.stdout
             for name in ("train.parquet", "val.parquet", "stats.json"):
                 assert (out / name).read_bytes() == (tmp_path / f"before{index}" / name).read_bytes(), (run, name)
+
+
+def test_the_model_card_names_the_judge_task_and_format(tmp_path):
+    from judge_sft.data.stats import stats_beside
+    from judge_sft.hub.card import data_section
+
+    code, out = prepare(tmp_path, "pairwise", PREFERENCE_SAMPLE, extra=("--judge-format", "mt-bench"))
+    assert code == 0
+    lines = data_section({"train_file": str(out / "train.parquet")}, stats_beside(out / "train.parquet"))
+    assert "- judge training set: `--task pairwise`, format mt-bench" in lines
+    assert "- prepared by `judge-sft prepare-data` from HelpSteer2: 99 rows read, 87 kept; dropped: malformed_turns 2, " \
+        "|strength|<1 8, duplicate 1, val_prompt_in_train 1" in lines  # fmt: skip
+
+
+def test_a_missing_template_file_is_named(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "preference.jsonl", [PREFERRED])
+    code, out = prepare(tmp_path, "pairwise", data, extra=("--judge-template", str(tmp_path / "none.jinja")))
+    assert_failed_cleanly(
+        code, out, capsys, f"{tmp_path / 'none.jinja'}: cannot read the judge template (No such file or directory)"
+    )

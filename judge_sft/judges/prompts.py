@@ -63,7 +63,8 @@ def load_prompt(task: str, format_name: str, template_path=None) -> GradingPromp
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise JudgeSFTError(f"{path}: cannot read the judge template ({getattr(error, 'strerror', None) or error})")
+        reason = getattr(error, "strerror", None) or error
+        raise JudgeSFTError(f"{path}: cannot read the judge template ({reason})") from None
     try:
         return GradingPrompt(str(path), _ENVIRONMENT.from_string(source))
     except jinja2.TemplateSyntaxError as error:
