@@ -26,13 +26,25 @@ COMMANDS = {
 }
 
 
-# Library modules that print to stdout as they load (transformers' reporters: "[INFO] Running in WANDB offline mode"
-# under WANDB_MODE=offline): loaded with stdout on stderr, so that a command's stdout is its own output (`plan --json`).
+# Library modules that print to stdout as they load: transformers' reporters print "[INFO] Running in WANDB offline
+# mode" when WANDB_MODE=offline, which only repeats the user's setting; stdout is the command's own (`plan --json`).
 CHATTY_IMPORTS = ("transformers.integrations.integration_utils",)
 
 
+@contextlib.contextmanager
+def quiet_library_imports():
+    """Imports with any stdout output on stderr, and WANDB_MODE out of sight of transformers' import-time notice."""
+    wandb_mode = os.environ.pop("WANDB_MODE", None)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if wandb_mode is not None:
+            os.environ["WANDB_MODE"] = wandb_mode
+
+
 def command_module(name):
-    with contextlib.redirect_stdout(sys.stderr):
+    with quiet_library_imports():
         module = importlib.import_module(f"judge_sft.commands.{name.replace('-', '_')}")
         if "transformers" in sys.modules:  # a command that loads the libraries: their notices too
             for chatty in CHATTY_IMPORTS:

@@ -95,7 +95,7 @@ def test_plan_json_and_doctor_keep_library_notices_off_stdout_in_wandb_offline_m
     status, out, err = judge_sft("plan", recipe, "--num-gpus", "2", "--json", cwd=tmp_path, env=offline)
     assert status == 0, err
     assert json.loads(out)["world_size"] == 2  # the whole of stdout is the JSON object
-    assert "[INFO] Running in WANDB offline mode" in err
+    assert "Running in WANDB offline mode" not in err  # transformers' import-time notice: not printed at all
     status, out, err = judge_sft("doctor", recipe, cwd=tmp_path, env=offline)
     assert status == 0, err
     assert [line[:6] for line in out.splitlines()[:-1]] == ["PASS  "] * (len(out.splitlines()) - 1)
