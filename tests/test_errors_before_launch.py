@@ -129,6 +129,11 @@ def test_a_gpu_without_bf16_is_told_only_what_it_cannot_run():
         ("master_weights bf16_kahan needs bf16", "--master_weights fp32"),
     ]
     assert machine_conflicts(judge_args, training_args, model_args, Machine(cuda=True, bf16=True)) == []
+    gpu_config = {"distributed_type": "DEEPSPEED", "use_cpu": False}  # accelerate_configs/zero3.yaml
+    assert machine_conflicts(judge_args, training_args, model_args, Machine(cuda=False, bf16=False), gpu_config)[0] == (
+        "the accelerate config launches on GPUs",
+        "--accelerate-config cpu_zero3_2proc",
+    )
 
 
 def test_a_file_that_is_not_an_accelerate_config_is_one_line(run, recipe, tmp_path):

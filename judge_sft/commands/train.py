@@ -85,7 +85,7 @@ def main(args):
     )
     batch = check_launch(launch, judge_args, training_args, allow_env_file=args.allow_env_file)
     if not args.dry_run:  # a dry run may be made on a machine other than the launch's (a login node)
-        check_machine(judge_args, training_args, model_args, this_machine())
+        check_machine(judge_args, training_args, model_args, this_machine(), launch.config)
     if names_gradient_accumulation([args.recipe, *overrides]):
         check_gradient_accumulation(training_args.gradient_accumulation_steps, batch)
     check_output_dir(training_args.output_dir)

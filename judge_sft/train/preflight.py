@@ -9,6 +9,7 @@ from pathlib import Path
 from judge_sft.errors import JudgeSFTError
 from judge_sft.train import attention
 
+CPU_CONFIG = "cpu_zero3_2proc"  # the bundled accelerate config for CPUs
 WANDB_HOST = "https://api.wandb.ai"
 WANDB_NO_KEY_MODES = ("offline", "disabled", "dryrun")  # WANDB_MODE values that never ask for an API key
 
@@ -26,9 +27,12 @@ def this_machine():
     return Machine(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported())
 
 
-def machine_conflicts(judge_args, training_args, model_args, machine):
-    """[(what this machine cannot run, the override that fixes it)] for the recipe, all of them at once."""
+def machine_conflicts(judge_args, training_args, model_args, machine, launch_config=None):
+    """[(what this machine cannot run, the override that fixes it)] for the recipe and the accelerate config, all of
+    them at once."""
     conflicts = []
+    if launch_config is not None and not machine.cuda and not launch_config.get("use_cpu"):
+        conflicts.append(("the accelerate config launches on GPUs", f"--accelerate-config {CPU_CONFIG}"))
     if training_args.bf16 and not machine.bf16:
         conflicts.append(("bf16: true needs a GPU with bf16", "--bf16 false"))
         if judge_args.master_weights == "bf16_kahan":
@@ -42,8 +46,8 @@ def machine_conflicts(judge_args, training_args, model_args, machine):
     return conflicts
 
 
-def check_machine(judge_args, training_args, model_args, machine):
-    conflicts = machine_conflicts(judge_args, training_args, model_args, machine)
+def check_machine(judge_args, training_args, model_args, machine, launch_config=None):
+    conflicts = machine_conflicts(judge_args, training_args, model_args, machine, launch_config)
     if conflicts:
         here = "this machine has no CUDA GPU" if not machine.cuda else "this machine's GPU has no bf16"
         raise JudgeSFTError(
