@@ -1,7 +1,9 @@
 """The `judge-sft` console script: one subcommand per module, each exposing `add_arguments(parser)` and `main(args) -> int`."""
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 from judge_sft import __version__
@@ -24,8 +26,30 @@ COMMANDS = {
 }
 
 
+# Library modules that print to stdout as they load: transformers' reporters print "[INFO] Running in WANDB offline
+# mode" when WANDB_MODE=offline, which only repeats the user's setting; stdout is the command's own (`plan --json`).
+CHATTY_IMPORTS = ("transformers.integrations.integration_utils",)
+
+
+@contextlib.contextmanager
+def quiet_library_imports():
+    """Imports with any stdout output on stderr, and WANDB_MODE out of sight of transformers' import-time notice."""
+    wandb_mode = os.environ.pop("WANDB_MODE", None)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if wandb_mode is not None:
+            os.environ["WANDB_MODE"] = wandb_mode
+
+
 def command_module(name):
-    return importlib.import_module(f"judge_sft.commands.{name.replace('-', '_')}")
+    with quiet_library_imports():
+        module = importlib.import_module(f"judge_sft.commands.{name.replace('-', '_')}")
+        if "transformers" in sys.modules:  # a command that loads the libraries: their notices too
+            for chatty in CHATTY_IMPORTS:
+                importlib.import_module(chatty)
+    return module
 
 
 def build_parser(command=None):
@@ -42,12 +66,17 @@ def build_parser(command=None):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     command = next((arg for arg in argv if arg in COMMANDS), None)
-    args = build_parser(command).parse_args(argv)
     try:
-        return command_module(args.command).main(args) or 0
+        args = build_parser(command).parse_args(argv)
+        status = command_module(args.command).main(args) or 0
+        sys.stdout.flush()
+        return status
     except JudgeSFTError as error:
-        print(f"judge-sft {args.command}: error: {error}", file=sys.stderr)
+        print(f"judge-sft {command}: error: {error}", file=sys.stderr)
         return getattr(error, "status", 1)
+    except BrokenPipeError:  # `judge-sft doctor | head`: the reader left; stop quietly, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 128 + 13  # SIGPIPE
 
 
 if __name__ == "__main__":

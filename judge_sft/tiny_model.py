@@ -33,6 +33,8 @@ def build_tiny_model(
 ):
     """A random Qwen3 of any shape (the defaults: tiny; the GPU benchmark builds a Qwen3-4B shape on the GPU).
     Returns output_dir."""
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise JudgeSFTError(f"{output_dir} is a file, not a directory; name a folder for the model")
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 

@@ -39,9 +39,16 @@ RATES = (
 
 def add_machine_options(parser, default=None):
     """`default=argparse.SUPPRESS` for the second pass over the arguments after the recipe."""
-    parser.add_argument("--num-gpus", type=positive_int, default=default, help="GPUs per node")
-    parser.add_argument("--num-nodes", type=positive_int, default=1 if default is None else default)
-    parser.add_argument("--gpu-memory-gb", type=positive_number, default=80.0 if default is None else default)
+    parser.add_argument("--num-gpus", type=positive_int, default=default, help="GPUs per node (required)")
+    parser.add_argument(
+        "--num-nodes", type=positive_int, default=1 if default is None else default, help="nodes (default: 1)"
+    )
+    parser.add_argument(
+        "--gpu-memory-gb",
+        type=positive_number,
+        default=80.0 if default is None else default,
+        help="memory of each GPU, GB (default: 80)",
+    )
     parser.add_argument(
         "--cpu-memory-gb", type=positive_number, default=default, help="host RAM per node, checked when offloading"
     )
@@ -52,7 +59,13 @@ def add_machine_options(parser, default=None):
     )
 
 
+def one_line_error(message):
+    """plan's flags may come before or after the recipe: a bad one is one line, exit 1, in either place."""
+    raise JudgeSFTError(message)
+
+
 def add_arguments(parser):
+    parser.error = one_line_error
     parser.add_argument("recipe", help="the recipe YAML that run.py would train")
     add_machine_options(parser)
     parser.add_argument(
@@ -63,14 +76,17 @@ def add_arguments(parser):
 def split_options(args):
     """Options may follow the recipe, among the `--key value` overrides: pick them out of the remainder."""
     parser = argparse.ArgumentParser(prog="judge-sft plan", add_help=False, allow_abbrev=False)
+    parser.error = one_line_error
     add_machine_options(parser, default=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(args.overrides, namespace=args)
     if args.num_gpus is None:
-        raise JudgeSFTError("plan: --num-gpus N (per node, N >= 1) is required; --num-nodes M >= 1")
+        raise JudgeSFTError("--num-gpus N (GPUs per node, N >= 1) is required")
     return args, overrides
 
 
 def duration(seconds):
+    if seconds < 10:
+        return f"{seconds:.2g} s"  # a tiny model's step is milliseconds, not "0 s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
@@ -130,11 +146,12 @@ def report(plan):
         "",
         f"compute      6 x params x tokens + attention{recompute}, "
         f"at {plan['mfu']:.0%} MFU of {plan['peak_tflops']:g} TFLOPS per GPU (H100/H200 SXM bf16)",
-        f"             {plan['step_seconds_at_max_length']:.1f} s per optimizer step with every row at max_length"
+        f"             {duration(plan['step_seconds_at_max_length'])} per optimizer step with every row at max_length"
         + (
             ""
             if plan["epoch_hours_estimate"] is None
-            else f"; {duration(plan['epoch_hours_estimate'] * 3600)} per epoch ({plan['epoch_flops']:.2e} FLOPs)"
+            else f", {duration(plan['step_seconds_mean'])} with the data's rows: {duration(plan['epoch_hours_estimate'] * 3600)} "
+            f"per epoch of {plan['steps_per_epoch']:,} steps ({plan['epoch_flops']:.2e} FLOPs)"
         ),
     ]
     if plan["cpu_offload"] != "none":

@@ -7,6 +7,7 @@
 from pathlib import Path
 
 from judge_sft.commands.argtypes import cpu_offload, positive_int, recipe_value
+from judge_sft.errors import JudgeSFTError
 from judge_sft.files import write_atomically
 from judge_sft.train.launch import MASTER_WEIGHTS
 from judge_sft.train.recipe_template import TEMPLATE, build_recipe
@@ -48,7 +49,13 @@ def add_arguments(parser):
         type=cpu_offload,
         help="none, optimizer or all (alone: all); each launches with its accelerate config (default: the template's)",
     )
-    parser.add_argument("--no-cpu-offload", dest="cpu_offload", action="store_const", const="none")
+    parser.add_argument(
+        "--no-cpu-offload",
+        dest="cpu_offload",
+        action="store_const",
+        const="none",
+        help="the same as --cpu-offload none",
+    )
     parser.add_argument(
         "--master-weights",
         choices=MASTER_WEIGHTS,
@@ -58,9 +65,12 @@ def add_arguments(parser):
     parser.add_argument("--num-gpus", type=positive_int, help="GPUs in the launch: check that the batch sizes divide")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="recipe to start from (default: %(default)s)")
     parser.add_argument("-o", "--output", required=True, help="where to write the recipe YAML")
+    parser.add_argument("--force", action="store_true", help="overwrite --output when it exists")
 
 
 def main(args):
+    if Path(args.output).exists() and not args.force:
+        raise JudgeSFTError(f"{args.output} exists; pass --force to overwrite it, or name another -o")
     text = build_recipe(args, args.template)
     write_atomically(args.output, text)
     print(f"recipe written to {args.output}")

@@ -7,7 +7,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 from judge_sft.commands.argtypes import positive_int
-from judge_sft.train.sample_files import prompt_text, read_samples, samples_path
+from judge_sft.train.sample_files import prompt_text, read_samples, samples_path, shorten
 
 PROMPT_LINES = 3  # a longer prompt shows its first and last lines this many
 GUTTER = " │ "
@@ -31,6 +31,7 @@ def head_and_tail(lines):
 
 def side_by_side(left, right, width):
     column = (width - len(GUTTER)) // 2
+    left, right = (text if text.strip() else shorten(text, column) for text in (left, right))  # "\n\n" shows as ↵↵
     rows = zip_longest(wrapped(left, column), wrapped(right, column), fillvalue="")
     return [f"{first:<{column}}{GUTTER}{second}".rstrip() for first, second in rows]
 

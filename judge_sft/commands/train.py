@@ -5,7 +5,8 @@ run accelerate's launcher on judge_sft.run. `accelerate launch ... judge_sft/run
 import argparse
 
 from judge_sft.commands.argtypes import positive_int
-from judge_sft.train.arguments import parse_recipe
+from judge_sft.train.arguments import names_gradient_accumulation, parse_recipe
+from judge_sft.train.launch import check_gradient_accumulation
 from judge_sft.train.launcher import (
     Launch,
     bundled_config_names,
@@ -15,6 +16,7 @@ from judge_sft.train.launcher import (
     resolve_config,
     run_accelerate,
 )
+from judge_sft.train.preflight import check_machine, check_output_dir, check_report_to, this_machine
 
 
 def add_arguments(parser):
@@ -33,10 +35,18 @@ def add_launch_options(parser, default=None):
         "zero3_multinode, no GPU -> cpu_zero3_2proc)",
     )
     parser.add_argument("--num-processes", type=positive_int, default=default, help="processes over all machines")
-    parser.add_argument("--num-machines", type=positive_int, default=default)
-    parser.add_argument("--machine-rank", type=int, default=default)
-    parser.add_argument("--main-process-ip", default=default)
-    parser.add_argument("--main-process-port", type=positive_int, default=default)
+    parser.add_argument(
+        "--num-machines", type=positive_int, default=default, help="machines in the launch (default: 1)"
+    )
+    parser.add_argument(
+        "--machine-rank", type=int, default=default, help="this machine's rank, 0 to --num-machines - 1 (default: 0)"
+    )
+    parser.add_argument(
+        "--main-process-ip", default=default, help="address of machine 0, with several machines (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--main-process-port", type=positive_int, default=default, help="port of machine 0 (default: the config's)"
+    )
     parser.add_argument("--dry-run", action="store_true", default=default, help="print the launch command and exit")
     parser.add_argument(
         "--allow-env-file",
@@ -55,7 +65,7 @@ def split_options(args):
 
 def main(args):
     args, overrides = split_options(args)
-    judge_args, training_args, _ = parse_recipe([args.recipe, *overrides], for_launch=False)
+    judge_args, training_args, model_args = parse_recipe([args.recipe, *overrides], for_launch=False)
     num_machines = args.num_machines or 1
     if args.accelerate_config:
         config_path = resolve_config(args.accelerate_config)
@@ -74,6 +84,12 @@ def main(args):
         main_process_port=args.main_process_port,
     )
     batch = check_launch(launch, judge_args, training_args, allow_env_file=args.allow_env_file)
+    if not args.dry_run:  # a dry run may be made on a machine other than the launch's (a login node)
+        check_machine(judge_args, training_args, model_args, this_machine(), launch.config)
+    if names_gradient_accumulation([args.recipe, *overrides]):
+        check_gradient_accumulation(training_args.gradient_accumulation_steps, batch)
+    check_output_dir(training_args.output_dir)
+    check_report_to(training_args.report_to)
     print(f"judge-sft train: {batch.describe()}")
     print(f"judge-sft train: {launch.command(args.recipe, overrides)}", flush=True)
     if args.dry_run:

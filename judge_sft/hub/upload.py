@@ -96,8 +96,8 @@ def describe_failure(error):
     server_message = getattr(error, "server_message", None)
     if server_message:
         text += f" ({' '.join(server_message.split())})"
-    elif error.__cause__ is not None:
-        text += f" ({str(error.__cause__).strip().splitlines()[0] if str(error.__cause__).strip() else type(error.__cause__).__name__})"
+    elif error.__cause__ is not None and (cause := one_line(error.__cause__)) not in text:  # not the same words twice
+        text += f" ({cause})"
     status = getattr(getattr(error, "response", None), "status_code", None)
     if status in (401, 403):
         text += "; check the token: HF_TOKEN, or `hf auth login`, with write access to the repo"

@@ -14,7 +14,16 @@ from judge_sft.data.token_profile import profile_file
 from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
 from judge_sft.data.validate import check_messages
 from judge_sft.errors import JudgeSFTError
-from judge_sft.planning.token_checks import FAIL, PASS, WARN, Check, check_special_tokens, check_tokens, end_of_turn_ids
+from judge_sft.planning.token_checks import (
+    FAIL,
+    PASS,
+    WARN,
+    Check,
+    check_positions,
+    check_special_tokens,
+    check_tokens,
+    end_of_turn_ids,
+)
 from judge_sft.train import attention
 from judge_sft.train.chat_templates import (
     KNOWN_STOCK_TEMPLATES,
@@ -182,6 +191,7 @@ def run_checks(judge_args, training_args, model_args, start_up=False):
     except JudgeSFTError:
         model_config = None
     checks += check_special_tokens(tokenizer, model_config, [row for rows in valid.values() for row in rows])
+    checks.append(check_positions(model_config, training_args.max_length))
     if template is None:
         return checks
     if not start_up:

@@ -13,6 +13,7 @@ from judge_sft.planning.advice import Planner
 from judge_sft.planning.checkpoint_size import checkpoint_size, stop_warning_seconds
 from judge_sft.planning.memory_model import GB, Setup, model_shape, training_flops
 from judge_sft.planning.placement import HOST_ADAM_GPARAMS_PER_S, PCIE_GB_PER_S
+from judge_sft.planning.token_checks import positions_problem
 from judge_sft.train.chat_templates import recipe_tokenizer
 from judge_sft.train.launch import plan_batch
 from judge_sft.train.model_config import load_model_config
@@ -68,7 +69,8 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         raise JudgeSFTError("recipe: plan needs `max_length` (the longest sequence decides the peak memory)")
     setup = recipe_setup(judge_args, training_args, model_args, options)
     batch = plan_batch(judge_args.total_batch_size, setup.micro_batch, setup.world_size, setup.sp_size)
-    shape = model_shape(load_model_config(model_args))
+    model_config = load_model_config(model_args)
+    shape = model_shape(model_config)
     profile, data_note = data_profile(judge_args, training_args, model_args)
     planner = Planner(shape, setup, judge_args.total_batch_size, options, profile)
     memory = planner.estimate()
@@ -118,10 +120,13 @@ def make_plan(recipe, judge_args, training_args, model_args, options):
         "step_seconds": planner.step_seconds(),
         "options": placement_options(planner),
         "data_note": data_note,
-        "notes": unmodelled(judge_args, training_args, model_args),
+        "notes": unmodelled(judge_args, training_args, model_args)
+        + [note for note in [positions_problem(model_config, training_args.max_length)] if note],
     }
     plan.update(data_numbers(profile, setup, batch, judge_args, training_args))
     plan.update(compute_numbers(shape, setup, profile, judge_args, options))
+    epoch_hours, steps = plan["epoch_hours_estimate"], plan["steps_per_epoch"]
+    plan["step_seconds_mean"] = None if epoch_hours is None else epoch_hours * 3600 / steps
     plan.update(checkpoint_numbers(shape, setup, options, plan["step_seconds_at_max_length"]))
     advice = [] if fits else planner.advice()
     plan["advice"] = [item.text for item in advice]

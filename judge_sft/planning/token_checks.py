@@ -101,3 +101,29 @@ def check_tokens(profile, max_length):
         )
     )
     return checks
+
+
+def model_positions(model_config):
+    """The model's max_position_embeddings; None when its config cannot be read or names none."""
+    return getattr(model_config.get_text_config(), "max_position_embeddings", None) if model_config else None
+
+
+def positions_problem(model_config, max_length):
+    """Why max_length is beyond the positions the model was built for, or None (also when either is unknown)."""
+    positions = model_positions(model_config)
+    if positions is None or max_length is None or max_length <= positions:
+        return None
+    return (
+        f"max_length {max_length} is above the model's max_position_embeddings {positions}: positions past "
+        f"{positions} were never trained; set max_length {positions} or less, or extend the context (rope_scaling)"
+    )
+
+
+def check_positions(model_config, max_length):
+    positions = model_positions(model_config)
+    if positions is None:
+        return Check(WARN, "positions", "cannot read the model's max_position_embeddings: max_length unchecked")
+    problem = positions_problem(model_config, max_length)
+    if problem:
+        return Check(WARN, "positions", problem)
+    return Check(PASS, "positions", f"max_length {max_length} within the model's max_position_embeddings {positions}")

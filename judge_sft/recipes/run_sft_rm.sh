@@ -61,7 +61,7 @@ recipe_flags=(
     --model-path "$MODEL_PATH" --train-file "$TRAIN_FILE"
     --total-batch-size "$TOTAL_BATCH_SIZE" --micro-batch-size "$MICRO_BATCH_SIZE" --sp-size "$SP_SIZE"
     --epochs "$TOTAL_EPOCHS" --max-length "$MAX_LENGTH" --output-dir "$OUTPUT_DIR"
-    --num-gpus $((NNODES * N_GPUS_PER_NODE)) -o "$RECIPE"
+    --num-gpus $((NNODES * N_GPUS_PER_NODE)) -o "$RECIPE" --force  # a relaunch (to resume) rewrites it
 )
 [[ -n $VAL_FILE ]] && recipe_flags+=(--val-file "$VAL_FILE")
 recipe_flags+=(--cpu-offload "$CPU_OFFLOAD")  # always said, so that the recipe and the accelerate config agree

@@ -16,9 +16,17 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.hub.base_model import HUB_ID
-from judge_sft.train.launch import CPU_OFFLOAD_MODES, MASTER_WEIGHTS, cpu_offload_mode, launched_world_size
+from judge_sft.train.launch import (
+    CPU_OFFLOAD_MODES,
+    MASTER_WEIGHTS,
+    check_gradient_accumulation,
+    cpu_offload_mode,
+    launched_world_size,
+    plan_batch,
+)
 from judge_sft.train.preemption import parse_duration
 from judge_sft.train.recipe_values import check_command_line_values, check_file_values, read_recipe
+from judge_sft.train.saved_recipe import given_keys
 
 
 @dataclass
@@ -208,7 +216,20 @@ def parse_recipe(argv, for_launch=True):
             f"recipe: eval_samples_max_new_tokens must be 1 or more, not {judge_args.eval_samples_max_new_tokens}"
         )
     check_stop_settings(judge_args, training_args)
+    if for_launch and names_gradient_accumulation(argv):
+        batch = plan_batch(
+            judge_args.total_batch_size,
+            training_args.per_device_train_batch_size,
+            launched_world_size(),
+            judge_args.sp_size,
+        )
+        check_gradient_accumulation(training_args.gradient_accumulation_steps, batch)
     return judge_args, training_args, model_args
+
+
+def names_gradient_accumulation(argv):
+    """Whether the recipe file or an override names gradient_accumulation_steps (its value is derived)."""
+    return "gradient_accumulation_steps" in {key.replace("-", "_") for key in given_keys(argv)[0]}
 
 
 def check_stop_settings(judge_args, training_args):

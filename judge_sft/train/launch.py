@@ -43,6 +43,18 @@ def plan_batch(total_batch_size, per_device_batch, world_size, sp_size):
     )
 
 
+def check_gradient_accumulation(given, batch):
+    """gradient_accumulation_steps is derived from total_batch_size; a recipe may name it (OUTPUT_DIR/recipe.yaml
+    records it) only with the value it derives to."""
+    if given != batch.grad_accum:
+        micro_step = batch.per_device_batch * batch.dp
+        raise JudgeSFTError(
+            f"recipe: gradient_accumulation_steps {given} is derived from total_batch_size, not set: total_batch_size "
+            f"{batch.total_batch_size} / (per_device_train_batch_size {batch.per_device_batch} x dp {batch.dp}) = "
+            f"{batch.grad_accum}; remove the key, or set total_batch_size {micro_step * given} for {given}"
+        )
+
+
 def launched_world_size():
     """Processes in this launch, as accelerate / torchrun tell every rank."""
     return int(os.environ.get("WORLD_SIZE", "1"))

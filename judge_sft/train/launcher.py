@@ -79,7 +79,26 @@ def read_config(path):
         raise JudgeSFTError(f"{path}: cannot read the accelerate config ({str(error).splitlines()[0]})")
     if not isinstance(config, dict):
         raise JudgeSFTError(f"{path}: an accelerate config is a YAML mapping")
+    check_config_keys(path, config)
     return config
+
+
+def check_config_keys(path, config):
+    """The keys accelerate's launcher reads first, so that a recipe given for the config fails here, in one line."""
+    from accelerate.utils import DistributedType
+
+    kinds = [kind.value for kind in DistributedType]
+    kind = config.get("distributed_type")
+    if kind is None:
+        raise JudgeSFTError(
+            f"{path}: not an accelerate config (no distributed_type); name a bundled config "
+            f"({', '.join(bundled_config_names())}) or write one with `accelerate config`"
+        )
+    if kind not in kinds:
+        raise JudgeSFTError(f"{path}: distributed_type {kind!r}: expected one of {', '.join(kinds)}")
+    processes = config.get("num_processes")
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise JudgeSFTError(f"{path}: num_processes {processes!r}: expected a positive integer")
 
 
 def check_launch(launch, judge_args, training_args, allow_env_file=False):

@@ -72,12 +72,39 @@ def fill_template(template_text, values, comments):
     return "\n".join(lines) + "\n"
 
 
+def comments_for_model(template_text, model_path):
+    """The template with its comment blocks about its own model (its name, its plan's numbers) dropped when the recipe
+    is for another model, and a header that says so: those numbers hold for the template's model only."""
+    template_model = str(yaml.safe_load(template_text).get("model_name_or_path", ""))
+    name = Path(template_model.rstrip("/")).name
+    if not name or Path(model_path.rstrip("/")).name.lower() == name.lower():
+        return template_text
+    # its name as the comments and file names spell it: Qwen3-32B, qwen3_32b
+    about_template_model = re.compile("[-_]".join(map(re.escape, re.split(r"[-_]", name))), re.I)
+    lines, block = [], []
+    for line in [*template_text.splitlines(), ""]:
+        if line.startswith("#"):
+            block.append(line)
+            continue
+        if block and not any(about_template_model.search(comment) for comment in block):
+            lines += block
+        elif block and not lines:  # the header
+            lines.append(
+                f"# The OpenJudge SFT cookbook's defaults, for {model_path}. Whether they fit, and the fastest"
+            )
+            lines.append("# cpu_offload and master_weights that do: `judge-sft plan RECIPE.yaml --num-gpus N`.")
+        block = []
+        lines.append(line)
+    return "\n".join(lines[:-1]) + "\n"
+
+
 def build_recipe(args, template_path=TEMPLATE):
     try:
         template_text = Path(template_path).read_text()
     except OSError as error:
         raise JudgeSFTError(f"{template_path}: cannot read the recipe template ({error.strerror})")
     values = recipe_values(args)
+    template_text = comments_for_model(template_text, args.model_path)
     text = fill_template(template_text, values, {"sp_size": batch_comment(args)})
     written = yaml.safe_load(text)
     wrong = [key for key, value in values.items() if written.get(key) != value]

@@ -146,6 +146,8 @@ def read_recipe(path):
                 loader.dispose()
     except OSError as error:
         raise JudgeSFTError(f"{path}: cannot read recipe ({error.strerror})")
+    except UnicodeDecodeError:  # a Parquet file, a checkpoint given for the recipe
+        raise JudgeSFTError(f"{path}: not a recipe YAML (not UTF-8 text); give the recipe .yaml file")
     except DuplicateKey as error:
         raise JudgeSFTError(f"{path} line {error.problem_mark.line + 1}: {error.problem}")
     except yaml.MarkedYAMLError as error:
