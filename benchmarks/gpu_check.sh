@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command on a bare GPU box without internet (docs/gpu.md#a-bare-gpu-box-without-internet):
-#   benchmarks/gpu_check.sh           installs .whl/*.whl (`make gpu-wheels`) beside the box's packages, prints the
-#                                     environment and the attention `auto` chooses, runs `pytest -m gpu`, then
+#   benchmarks/gpu_check.sh           installs .whl/*.whl (`make gpu-wheels`) beside the box's packages, imports
+#                                     every module the run needs (with versions), prints the environment and the attention `auto` chooses, runs `pytest -m gpu`, then
 #                                     benchmarks/gpu_throughput.py, and prints one summary table (also written to
 #                                     $OUT/gpu_check.txt when OUT is set, with the logs beside it). About 6 minutes on
 #                                     one H200; every stage is cut off so that the whole ends within 8.
@@ -27,6 +27,8 @@ else
 fi
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
+echo "== imports"
+"$PYTHON" benchmarks/gpu_report.py imports || exit 1
 "$PYTHON" benchmarks/gpu_report.py env --json "$WORK/env.json" || exit 1
 
 echo "== pytest -m gpu"
