@@ -85,16 +85,16 @@ gpu-wheels: setup
 	@size=$$(du -sm $(GPU_WHEELS_DIR) | cut -f1); echo "$(GPU_WHEELS_DIR): $$size MiB"; \
 		test $$size -le $(GPU_WHEELS_MAX_MIB) || { echo "over $(GPU_WHEELS_MAX_MIB) MiB"; exit 1; }
 
-# The bare box emulated here: a venv holding only the box's list (docs/gpu.md; this machine's CPU torch 2.13 and its
-# Python stand in for the box's CUDA torch 2.11 and Python 3.12, which have no CPU wheel here), the packages known not
-# to be there removed, plus `make gpu-wheels`' output for this Python; then `benchmarks/gpu_check.sh --tiny` in it.
+# The bare box emulated here: a venv holding only the box's list (docs/gpu.md; constraints.txt's CPU torch 2.13 and
+# numpy and this machine's Python stand in for the box's CUDA torch 2.11, numpy 2.5.2 and Python 3.12, which the index
+# here does not offer), the packages known not to be there removed, plus `make gpu-wheels`' output for this Python; then `benchmarks/gpu_check.sh --tiny` in it.
 # A wheel missing from gpu-wheels fails here, not on the GPU.
 GPU_BOX_VENV := .gpu-box-venv
-GPU_BOX_TORCH := $(shell grep '^torch==' constraints.txt)
+GPU_BOX_STAND_INS := torch numpy
 
 gpu-box-check: setup
 	rm -rf $(GPU_BOX_VENV) && $(PYTHON) -m venv $(GPU_BOX_VENV)
-	$(BIN)/python benchmarks/gpu_box.py box | sed 's/^torch==.*/$(GPU_BOX_TORCH)/' > $(GPU_BOX_VENV)/box.txt
+	$(BIN)/python benchmarks/gpu_box.py box --stand-in $(GPU_BOX_STAND_INS) > $(GPU_BOX_VENV)/box.txt
 	$(GPU_BOX_VENV)/bin/pip install -q -r $(GPU_BOX_VENV)/box.txt
 	$(GPU_BOX_VENV)/bin/pip uninstall -q -y $$($(BIN)/python benchmarks/gpu_box.py absent)
 	$(MAKE) -o $(VENV)/.installed gpu-wheels GPU_WHEELS_DIR=$(GPU_BOX_VENV)/whl \

@@ -1,7 +1,8 @@
 """The bare GPU box's packages (docs/gpu.md#a-bare-gpu-box-without-internet, written down once there) and what
 judge-sft needs beside them (`make gpu-wheels`, `make gpu-box-check`).
 
-    python benchmarks/gpu_box.py box        the box's list, one requirement a line (the stated versions pinned)
+    python benchmarks/gpu_box.py box        the box's list, one requirement a line (the stated versions pinned);
+                                            `--stand-in torch numpy`: those at constraints.txt's versions instead
     python benchmarks/gpu_box.py absent     the packages known not to be there (its `# not there:` line)
     python benchmarks/gpu_box.py wheels     name==version (constraints.txt) of every package the run needs that
                                             the box lacks, or has at a version a requirement refuses
@@ -47,6 +48,13 @@ def box_absent():
     """The block's `# not there: a, b, ...` names."""
     marked = [line.split(":", 1)[1] for line in box_lines() if line.startswith("# not there:")]
     return [canonicalize_name(name.strip()) for line in marked for name in line.split(",")]
+
+
+def constraints():
+    """{name: its constraints.txt line}: the versions the suite passed with."""
+    lines = (REPO / "constraints.txt").read_text().splitlines()
+    pins = [line.strip() for line in lines if "==" in line and not line.startswith("#")]
+    return {canonicalize_name(line.split("==")[0]): line for line in pins}
 
 
 def exact_versions():
@@ -120,9 +128,16 @@ def needed_wheels():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["box", "absent", "wheels"])
+    parser.add_argument("--stand-in", nargs="*", default=[], help="box packages to take at constraints.txt's version")
     args = parser.parse_args()
     if args.what == "box":
-        print("\n".join(str(requirement) for requirement in box_requirements()))
+        stand_ins = {canonicalize_name(name) for name in args.stand_in}
+        tested = constraints()
+        lines = [
+            tested[canonicalize_name(req.name)] if canonicalize_name(req.name) in stand_ins else str(req)
+            for req in box_requirements()
+        ]
+        print("\n".join(lines))
     elif args.what == "absent":
         print("\n".join(box_absent()))
     else:
