@@ -17,6 +17,7 @@ TINY=()
 WORK=$(mktemp -d)
 LOGS=${OUT:-$WORK}
 STARTED=$SECONDS
+FAILED=""
 
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
@@ -33,12 +34,14 @@ echo "== imports"
 
 echo "== pytest -m gpu"
 timeout 210 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py --junitxml "$WORK/pytest.xml" \
-    2>&1 | tee "$LOGS/pytest.log"
+    2>&1 | tee "$LOGS/pytest.log" || FAILED="$FAILED pytest"
 
 echo "== benchmarks/gpu_throughput.py"
 left=$((BUDGET - (SECONDS - STARTED) - 10))
-timeout "$left" "$PYTHON" benchmarks/gpu_throughput.py "${TINY[@]}" --json "$WORK/throughput.json" --logs "$LOGS"
+timeout "$left" "$PYTHON" benchmarks/gpu_throughput.py "${TINY[@]}" --json "$WORK/throughput.json" --logs "$LOGS" \
+    || FAILED="$FAILED gpu_throughput.py"
 
 echo "== summary"
 "$PYTHON" benchmarks/gpu_report.py summary --env "$WORK/env.json" --pytest "$WORK/pytest.xml" \
     --throughput "$WORK/throughput.json" --seconds $((SECONDS - STARTED)) ${OUT:+--out "$OUT/gpu_check.txt"}
+[ -z "$FAILED" ] || { echo "gpu_check.sh: failed:$FAILED (logs in $LOGS)"; exit 1; }

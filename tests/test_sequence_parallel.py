@@ -4,7 +4,11 @@ The parity runs are real trainings through judge_sft/run.py on 2 CPU processes (
 learning rate, no gradient clipping, 3 optimizer steps over variable-length rows. To keep the suite fast, one
 `accelerate launch` per ZeRO stage runs this file as a driver (`drive`), which trains several recipes one after the
 other in the same two processes: sp_size 1 and 2 at micro batch 1 and 2 (`runs`: padded rows on ZeRO-1, the tiled
-MLP on ZeRO-3), a run interrupted and resumed (ZeRO-3), and a recipe that must be refused. Each output directory holds
+MLP on ZeRO-3), a run interrupted and resumed (ZeRO-3), and a recipe that must be refused. ZeRO-3's launch also runs
+the GPU-only branches with an H100's facts stated (docs/gpu.md#gpu-branches-on-cpu): its sp_size 2 runs attend
+through `sdpa_with_document_mask`'s varlen branch (a CPU kernel standing in for the flash kernel; ZeRO-1 and -2 keep
+the CPU branch), `auto` probes and trains torch_varlen with eval samples, and plan's memory verdict refuses a recipe
+that does not fit. Each output directory holds
 what the tests compare: the per-step loss, grad_norm and num_tokens and the val/loss (trainer_state.json of the final
 checkpoint), and the final weights. About 80-100 s per launch on 2 idle cores.
 
