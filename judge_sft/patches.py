@@ -5,6 +5,7 @@ upstream version it was checked against; tests/test_patches.py fails when an upg
 (`PATCHED_SOURCES`), naming the patch to revisit.
 """
 
+import contextlib
 import functools
 import warnings
 
@@ -20,6 +21,9 @@ PATCHED_SOURCES = {
     # not replaced, but ShardedLoader (train/sequence_parallel.py) subclasses these internals
     "deepspeed.runtime.sequence_parallel.ulysses_sp:UlyssesSPDataLoaderAdapter.refill": "4abbadb7d8275e93",
     "deepspeed.runtime.sequence_parallel.ulysses_sp:UlyssesSPDataLoaderAdapter.__next__": "add256eee90f73f5",
+    # not replaced: outside_zero3_init swaps the weak reference these read
+    "transformers.integrations.deepspeed:is_deepspeed_zero3_enabled": "3e3f9ededb3d709a",
+    "transformers.integrations.deepspeed:unset_hf_deepspeed_config": "088d722afab96382",
 }
 PATCH_OF = {  # which patch to revisit when the source above changes
     "transformers.integrations.integration_utils:rewrite_logs": "cookbook_metric_names",
@@ -27,6 +31,8 @@ PATCH_OF = {  # which patch to revisit when the source above changes
     "deepspeed.runtime.sequence_parallel.ulysses_sp:UlyssesSPAttentionHF.forward": "ulysses_attention_for_judge_sft",
     "deepspeed.runtime.sequence_parallel.ulysses_sp:UlyssesSPDataLoaderAdapter.refill": "ShardedLoader",
     "deepspeed.runtime.sequence_parallel.ulysses_sp:UlyssesSPDataLoaderAdapter.__next__": "ShardedLoader",
+    "transformers.integrations.deepspeed:is_deepspeed_zero3_enabled": "outside_zero3_init",
+    "transformers.integrations.deepspeed:unset_hf_deepspeed_config": "outside_zero3_init",
 }
 
 
@@ -129,3 +135,21 @@ def each_warning_once():
 
     showwarning.judge_sft = True
     warnings.showwarning = showwarning
+
+
+@contextlib.contextmanager
+def outside_zero3_init():
+    """Build a model the plain way inside a ZeRO-3 launch: plan's meta-device shape and the attention probe's two-layer
+    model are never trained by DeepSpeed. There SFTConfig has registered transformers' DeepSpeed config, so
+    `from_config` enters `deepspeed.zero.Init`: on the meta device it fails ("Cannot copy out of meta tensor"), and on
+    one rank its parameter broadcasts collide with the other ranks' collectives. accelerate's
+    `zero3_init_context_manager(enable=False)` registers the same config again; unsetting transformers' weak reference
+    to it for the build, and putting it back, does not."""
+    from transformers.integrations import deepspeed
+
+    registered = deepspeed._hf_deepspeed_config_weak_ref
+    deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        deepspeed._hf_deepspeed_config_weak_ref = registered

@@ -129,10 +129,10 @@ def configure_launch(judge_args, training_args, model_args):
     apply_hub_defaults(training_args)  # repos private unless asked; a recipe's hub_token moves to HF_TOKEN
 
 
-def check_gpu_memory(judge_args, training_args, model_args):
-    """On GPUs: plan's memory verdict for this launch against the memory torch and the host report, before any weights
-    load; a run that will not fit stops here with plan's first advice."""
-    if not torch.cuda.is_available() or training_args.max_length is None:
+def check_gpu_memory(judge_args, training_args, model_args, device):
+    """On GPUs: plan's memory verdict for this launch against the memory of `device` (attention.this_device: torch's,
+    or as stated) and the host's, before any weights load; a run that will not fit stops here with plan's first advice."""
+    if device.memory_bytes is None or training_args.max_length is None:
         return
     import psutil
 
@@ -140,7 +140,7 @@ def check_gpu_memory(judge_args, training_args, model_args):
     machines = Machines(
         num_gpus=per_node,
         num_nodes=max(launched_world_size() // per_node, 1),
-        gpu_memory_gb=torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GB,
+        gpu_memory_gb=device.memory_bytes / GB,
         cpu_memory_gb=psutil.virtual_memory().total / GB,
     )
     verdict = memory_verdict(judge_args, training_args, model_args, machines)
@@ -159,7 +159,7 @@ def main(argv=None):
     optimizer = master_weights.configure(judge_args, training_args)  # None: transformers' AdamW
     set_seed(training_args.seed)
     if not judge_args.skip_doctor:  # `judge-sft doctor`'s checks and plan's memory; a failure stops the run here
-        check_gpu_memory(judge_args, training_args, model_args)
+        check_gpu_memory(judge_args, training_args, model_args, attention.this_device())
         check_before_training(judge_args, training_args, model_args)
 
     tokenizer = recipe_tokenizer(model_args, training_args)

@@ -10,8 +10,8 @@ from conftest import REPO, run_py, tiny_recipe
 from judge_sft import cli
 from judge_sft.errors import JudgeSFTError
 from judge_sft.train.arguments import parse_recipe
-from judge_sft.train.attention import Device, choose, probe_backend
-from judge_sft.train.varlen_attention import attend_by_document, documents
+from judge_sft.train.attention import Device, choose, probe_backend, this_device
+from judge_sft.train.varlen_attention import STATED_GPU, attend_by_document, documents
 
 NO_GPU = Device("no CUDA GPU", None)
 H100 = Device("NVIDIA H100 80GB HBM3", (9, 0))
@@ -223,3 +223,48 @@ def test_padded_rows_attend_over_their_real_tokens_only():
     torch.testing.assert_close(out[0], first[0].transpose(0, 1))
     torch.testing.assert_close(out[1, :4], second[0].transpose(0, 1))
     assert out[1, 4:].abs().sum() == 0
+
+
+# ---- GPU facts stated: the GPU-only branches on CPU (docs/gpu.md#gpu-branches-on-cpu)
+
+
+def test_a_stated_gpu_replaces_what_torch_reports(monkeypatch):
+    monkeypatch.setenv(STATED_GPU, "NVIDIA H100 80GB;80;9.0")
+    assert this_device() == Device("NVIDIA H100 80GB", (9, 0), 80 * 2**30)
+    monkeypatch.setenv(STATED_GPU, "NVIDIA H100 80GB;9.0")
+    with pytest.raises(JudgeSFTError) as error:
+        this_device()
+    assert str(error.value) == (
+        "JUDGE_SFT_GPU: expected 'name;memory GiB;major.minor', as in 'NVIDIA H100 80GB;80;9.0', "
+        "not 'NVIDIA H100 80GB;9.0'"
+    )
+
+
+def test_auto_probes_torch_varlen_on_a_stated_gpu_with_the_cpu_kernel_standing_in(monkeypatch):
+    monkeypatch.setenv(STATED_GPU, "NVIDIA H100 80GB;80;9.0")
+    choice = choose("auto", 1)
+    assert choice.name == "torch_varlen"
+    assert choice.reason.startswith("auto -> torch_varlen on NVIDIA H100 80GB (compute capability 9.0), sp_size 1")
+
+
+def greedy(model_dir, attn_implementation, prompts, tokenizer):
+    """Greedy completions of left-padded prompts, as token ids, with one attention backend."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attn_implementation)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return output[:, batch["input_ids"].shape[1] :].tolist()
+
+
+def test_torch_varlen_decodes_as_sdpa_does(monkeypatch, tiny_model_dir, qwen3_tokenizer):
+    """Generation with a cache: the prefill of left-padded rows gets transformers' padding mask, each decoding step
+    (one query, the cache's keys) goes to sdpa; the greedy tokens equal sdpa's."""
+    from judge_sft.train import varlen_attention
+
+    monkeypatch.setenv(STATED_GPU, "NVIDIA H100 80GB;80;9.0")
+    varlen_attention.register()
+    prompts = ["Is 7 prime? Answer yes or no, and say why in a few words.", "And 9?"]
+    reference = greedy(tiny_model_dir, "sdpa", prompts, qwen3_tokenizer)
+    assert greedy(tiny_model_dir, "torch_varlen", prompts, qwen3_tokenizer) == reference

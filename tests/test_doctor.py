@@ -221,3 +221,27 @@ def test_run_trains_anyway_with_skip_doctor(truncating_recipe):
     result = launch(truncating_recipe, "--skip_doctor", "true", timeout=600)
     assert "doctor:" not in result.stdout
     assert (truncating_recipe.parent / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("with_compiler", [True, False], ids=["cc", "none"])
+def test_on_a_gpu_the_doctor_says_whether_triton_has_a_c_compiler(
+    with_compiler, capsys, tmp_path, tiny_model_dir, small_data, monkeypatch
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if with_compiler:
+        (bin_dir / "cc").write_text("#!/bin/sh\n")
+        (bin_dir / "cc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("JUDGE_SFT_GPU", "NVIDIA H100 80GB;80;9.0")
+    _, lines, captured = doctor(capsys, tiny_recipe(tmp_path, tiny_model_dir, *small_data))
+    expected = (
+        ("PASS", f"{bin_dir / 'cc'}, for Triton's driver")
+        if with_compiler
+        else (
+            "WARN",
+            "none on PATH (cc, gcc, clang): Triton, which torch-optimi's AdamW and TRL's chunked log-probs use on "
+            "CUDA, compiles its driver with one at first use; install gcc",
+        )
+    )
+    assert lines["C compiler"] == expected, captured.out

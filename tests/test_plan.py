@@ -562,3 +562,41 @@ def test_checkpoint_size_save_time_and_stop_warning(capsys, tmp_path, qwen3_32b_
         out = capsys.readouterr().out
         assert f"{size} GB per save" in out and f"sbatch --signal=B:USR1@{seconds}," in out
         assert f"TORCH_ELASTIC_SHUTDOWN_TIMEOUT={seconds}" in out
+
+
+def test_the_throughput_benchmarks_trl_side_is_sized_from_plan_for_the_stated_gpu(tmp_path, capsys, monkeypatch):
+    """benchmarks/gpu_throughput.py on a stated H100: TRL's padded micro batch of 12 rows would not fit, so it takes
+    the largest divisor of 12 that plan fits (gradient accumulation keeps the 12 rows per step), as `judge-sft plan`
+    says for every row padded to the longest."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_throughput
+
+    monkeypatch.setenv("JUDGE_SFT_GPU", "NVIDIA H100 80GB;80;9.0")
+    assert gpu_throughput.gpu_description() == ("NVIDIA H100 80GB", 80.0)
+    shape = gpu_throughput.QWEN3_4B
+    model = write_model_dir(
+        tmp_path / "qwen3_4b",
+        **{key: value for key, value in shape.items() if key not in ("num_layers", "num_heads", "num_kv_heads")},
+        num_hidden_layers=shape["num_layers"],
+        num_attention_heads=shape["num_heads"],
+        num_key_value_heads=shape["num_kv_heads"],
+        tie_word_embeddings=True,
+    )
+    args = argparse.Namespace(
+        steps=12, micro_batch=12, max_length=4096, tiny=False, trl_micro_batch=12, trl_grad_accum=1
+    )
+    judge, _ = gpu_throughput.recipes(tmp_path, model, args)
+    recipe = tmp_path / "judge.yaml"
+    recipe.write_text(yaml.safe_dump({**judge, "output_dir": str(tmp_path / "out")}))
+    micro, longest, full_gb = gpu_throughput.trl_micro_batch(recipe, 12, 80.0)
+
+    def planned(micro_batch):
+        overrides = ["--per_device_train_batch_size", micro_batch, "--max_length", longest]
+        return plan(capsys, recipe, "--num-gpus", 1, "--gpu-memory-gb", 80, *overrides)
+
+    larger = min(size for size in (2, 3, 4, 6, 12) if size > micro)
+    assert 1 <= micro < 12 and planned(micro)["fits"] and not planned(larger)["fits"]
+    assert full_gb == pytest.approx(planned(12)["total_gb_per_gpu"]) and full_gb > 80
+    assert 3000 < longest <= 4096  # the benchmark's HelpSteer2-like rows: the longest set the padded batch

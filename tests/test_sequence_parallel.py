@@ -4,7 +4,11 @@ The parity runs are real trainings through judge_sft/run.py on 2 CPU processes (
 learning rate, no gradient clipping, 3 optimizer steps over variable-length rows. To keep the suite fast, one
 `accelerate launch` per ZeRO stage runs this file as a driver (`drive`), which trains several recipes one after the
 other in the same two processes: sp_size 1 and 2 at micro batch 1 and 2 (`runs`: padded rows on ZeRO-1, the tiled
-MLP on ZeRO-3), a run interrupted and resumed (ZeRO-3), and a recipe that must be refused. Each output directory holds
+MLP on ZeRO-3), a run interrupted and resumed (ZeRO-3), and a recipe that must be refused. ZeRO-3's launch also runs
+the GPU-only branches with an H100's facts stated (docs/gpu.md#gpu-branches-on-cpu): its sp_size 2 runs attend
+through `sdpa_with_document_mask`'s varlen branch (a CPU kernel standing in for the flash kernel; ZeRO-1 and -2 keep
+the CPU branch), `auto` probes and trains torch_varlen with eval samples, and plan's memory verdict refuses a recipe
+that does not fit. Each output directory holds
 what the tests compare: the per-step loss, grad_norm and num_tokens and the val/loss (trainer_state.json of the final
 checkpoint), and the final weights. About 80-100 s per launch on 2 idle cores.
 
@@ -56,10 +60,22 @@ def runs(stage):
         overrides["sp1_mb2"]["padding_free"] = overrides["sp2_mb2"]["padding_free"] = False
     if stage == 3:
         overrides["sp2_mb2"]["tiled_mlp"] = True
+        overrides["sp1_mb1"].update(SAMPLES)  # the greedy completions the stated-GPU torch_varlen run must equal
     return overrides
 
 
 BAD_RECIPE = dict(sp_size=2, attn_implementation="eager")  # must stop before any weights load
+# GPU-only branches on CPU (docs/gpu.md#gpu-branches-on-cpu): this GPU's facts, stated.
+STATED_H100 = {"JUDGE_SFT_GPU": "NVIDIA H100 80GB;80;9.0"}
+SAMPLES = dict(eval_samples=2, eval_samples_max_new_tokens=8)
+STATED_GPU_RUNS = {
+    # auto probes and takes torch_varlen; plan's memory verdict passes; eval samples decode with it
+    "varlen": dict(sp_size=1, per_device_train_batch_size=1, attn_implementation="auto", skip_doctor=False, **SAMPLES),
+    # plan's memory verdict refuses it before anything loads
+    "too_long": dict(
+        sp_size=1, per_device_train_batch_size=8, total_batch_size=16, max_length=2**21, skip_doctor=False
+    ),
+}
 
 
 def judge_rows(count, start):
@@ -84,9 +100,9 @@ def sp_data(tmp_path_factory):
 
 
 def launch_driver(config, jobs, directory):
-    """One `accelerate launch` running `drive` over jobs [(recipe, error_file)]; returns its output."""
+    """One `accelerate launch` running `drive` over jobs [(recipe, error_file, environment)]; returns its output."""
     spec = directory / "jobs.json"
-    spec.write_text(json.dumps([[str(recipe), str(error_file)] for recipe, error_file in jobs]))
+    spec.write_text(json.dumps([[str(recipe), str(error_file), env] for recipe, error_file, env in jobs]))
     command = [
         sys.executable,
         "-m",
@@ -113,35 +129,30 @@ def launch_driver(config, jobs, directory):
 @pytest.fixture(scope="module", params=sorted(STAGES), ids=lambda stage: f"zero{stage}")
 def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
     """The runs of one ZeRO stage: name -> output directory; plus the launch's output and the bad recipe's directory.
-    ZeRO-3 also interrupts sp2_mb1 after its first step and resumes it (`sp2_resume`)."""
+    ZeRO-3 also interrupts sp2_mb1 after its first step and resumes it (`sp2_resume`), runs its sp_size 2 recipes on a
+    stated H100 (the GPU branch of `sdpa_with_document_mask`, the CPU kernel standing in) and adds `STATED_GPU_RUNS`."""
     directory = tmp_path_factory.mktemp(f"zero{request.param}")
     jobs = []
+
+    def job(name, overrides, env=None, recipe_name=None):
+        (directory / name).mkdir(exist_ok=True)
+        recipe = tiny_recipe(directory / name, tiny_model_dir, *sp_data, **{**RUN_SETTINGS, **overrides})
+        if recipe_name:
+            recipe = recipe.rename(directory / name / recipe_name)
+        env = env or (STATED_H100 if request.param == 3 and overrides.get("sp_size", 1) > 1 else {})
+        jobs.append((recipe, directory / name / "error.txt", env))
+
     for name, overrides in runs(request.param).items():
-        (directory / name).mkdir()
-        jobs.append(
-            (
-                tiny_recipe(directory / name, tiny_model_dir, *sp_data, **RUN_SETTINGS, **overrides),
-                directory / name / "error.txt",
-            )
-        )
-    (directory / "bad").mkdir()
-    jobs.append(
-        (
-            tiny_recipe(directory / "bad", tiny_model_dir, *sp_data, **RUN_SETTINGS, **BAD_RECIPE),
-            directory / "bad" / "error.txt",
-        )
-    )
+        job(name, overrides)
+    job("bad", BAD_RECIPE)
     if request.param == 3:
-        (directory / "sp2_resume").mkdir()
-        settings = {**RUN_SETTINGS, **runs(3)["sp2_mb1"], "save_only_model": False}
-        stop = tiny_recipe(
-            directory / "sp2_resume", tiny_model_dir, *sp_data, **{**settings, "max_steps": 1, "save_steps": 1}
-        )
-        stop = stop.rename(directory / "sp2_resume" / "stop.yaml")
-        again = tiny_recipe(directory / "sp2_resume", tiny_model_dir, *sp_data, **settings)
-        jobs += [(stop, directory / "sp2_resume" / "error.txt"), (again, directory / "sp2_resume" / "error.txt")]
+        settings = {**runs(3)["sp2_mb1"], "save_only_model": False}
+        job("sp2_resume", {**settings, "max_steps": 1, "save_steps": 1}, recipe_name="stop.yaml")
+        job("sp2_resume", settings)
+        for name, overrides in STATED_GPU_RUNS.items():
+            job(name, overrides, STATED_H100)
     output = launch_driver(STAGES[request.param], jobs, directory)
-    names = RUN_NAMES + ["sp2_resume"] * (request.param == 3)
+    names = RUN_NAMES + (["sp2_resume", *STATED_GPU_RUNS] if request.param == 3 else [])
     return {name: directory / name / "out" for name in names}, output, directory / "bad"
 
 
@@ -243,6 +254,45 @@ def test_sp_run_resumed_mid_epoch_ends_like_an_uninterrupted_one(stage_runs):
     )
     for name in reference_weights:
         assert torch.allclose(weights[name], reference_weights[name], rtol=0, atol=TOLERANCE), name
+
+
+@pytest.mark.launch
+@pytest.mark.parametrize("stage_runs", [3], indirect=True, ids=["zero3"])
+def test_on_a_stated_h100_auto_probes_and_trains_torch_varlen_as_sdpa_trains(stage_runs):
+    """Every rank takes the main process's choice (no collective of the probe's model collides with theirs); the CPU
+    kernel standing in for torch's flash kernel trains what sdpa trains, and the eval samples decode as sdpa's do."""
+    outputs, output, _ = stage_runs
+    assert "attention: auto -> torch_varlen on NVIDIA H100 80GB (compute capability 9.0), sp_size 1" in output
+    steps, evals = history(outputs["varlen"])
+    reference, reference_evals = history(outputs["sp1_mb1"])
+    assert [entry["step"] for entry in steps] == [1, 2, 3]
+    for sdpa, varlen in zip(reference, steps):
+        assert varlen["loss"] == pytest.approx(sdpa["loss"], abs=TOLERANCE), (sdpa, varlen)
+        assert varlen["grad_norm"] == pytest.approx(sdpa["grad_norm"], abs=TOLERANCE), (sdpa, varlen)
+    assert evals == pytest.approx(reference_evals, abs=TOLERANCE)
+    completions = [
+        [json.loads(line)["completion"] for line in (out / "samples" / f"step-{STEPS:06d}.jsonl").open()]
+        for out in (outputs["sp1_mb1"], outputs["varlen"])
+    ]
+    assert len(completions[0]) == SAMPLES["eval_samples"] and completions[1] == completions[0]
+
+
+@pytest.mark.launch
+@pytest.mark.parametrize("stage_runs", [3], indirect=True, ids=["zero3"])
+def test_on_a_stated_h100_plan_refuses_a_run_that_will_not_fit_before_anything_loads(stage_runs):
+    import psutil
+
+    from judge_sft.planning.plan import Machines, memory_verdict
+    from judge_sft.train.arguments import parse_recipe
+
+    outputs, _, _ = stage_runs
+    recipe = outputs["too_long"].parent / "recipe.yaml"
+    machines = Machines(num_gpus=2, gpu_memory_gb=80.0, cpu_memory_gb=psutil.virtual_memory().total / 2**30)
+    verdict = memory_verdict(*parse_recipe([str(recipe)], for_launch=False), machines)
+    assert verdict.startswith("plan: this run needs ")
+    error = (outputs["too_long"].parent / "error.txt").read_text()
+    assert error == f"{verdict}; or set `skip_doctor: true` to try anyway"
+    assert not (outputs["too_long"] / "recipe.yaml").exists()
 
 
 # ---- checks before any weights load
@@ -354,7 +404,8 @@ def test_tiled_mlp_leaves_loss_and_gradients_unchanged(tiny_model_dir):
 
 
 def drive(spec_path):
-    """Train each job's recipe with judge_sft/run.py's main, one after the other in these processes. A JudgeSFTError
+    """Train each job's recipe with judge_sft/run.py's main, one after the other in these processes, each with its
+    environment variables set (then removed). A JudgeSFTError
     (a refused recipe) is written to the job's error file. Between jobs, the per-process state that a training leaves
     behind (accelerate's shared state, DeepSpeed's SP groups, the attention function Ulysses registered) is reset."""
     from accelerate.state import AcceleratorState
@@ -365,12 +416,15 @@ def drive(spec_path):
     from judge_sft import run
     from judge_sft.errors import JudgeSFTError
 
-    for recipe, error_file in json.loads(Path(spec_path).read_text()):
+    for recipe, error_file, environment in json.loads(Path(spec_path).read_text()):
+        os.environ.update(environment)
         try:
             run.main([recipe])
         except JudgeSFTError as error:
             if int(os.environ["RANK"]) == 0:
                 Path(error_file).write_text(str(error))
+        for name in environment:
+            del os.environ[name]
         AcceleratorState._reset_state(reset_partial_state=True)
         parallel_state_sp._release_sequence_parallel_groups()
         groups.mpu = None

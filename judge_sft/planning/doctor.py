@@ -6,6 +6,7 @@ special tokens, what max_length cuts, and how many tokens carry loss: one PASS /
 
 import logging
 import os
+import shutil
 
 from trl.chat_template_utils import has_generation_markers
 
@@ -170,11 +171,31 @@ def check_attention(model_args, sp_size):
         return Check(FAIL, "attention", str(error))
 
 
+def c_compiler():
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def check_c_compiler(device):
+    """On a CUDA GPU, Triton (torch-optimi's AdamW, TRL's chunked log-probs) compiles its driver with a C compiler at
+    first use."""
+    if device.capability is None:
+        return []
+    compiler = c_compiler()
+    if compiler:
+        return [Check(PASS, "C compiler", f"{compiler}, for Triton's driver")]
+    message = (
+        "none on PATH (cc, gcc, clang): Triton, which torch-optimi's AdamW and TRL's chunked log-probs use on CUDA, "
+        "compiles its driver with one at first use; install gcc"
+    )
+    return [Check(WARN, "C compiler", message)]
+
+
 def run_checks(judge_args, training_args, model_args, start_up=False):
     """Every check, as `judge-sft doctor` prints them. `start_up`: run.py's, which chooses the attention backend and
     checks the saved template itself (on GPUs the backend probe runs a model): those two are not done twice."""
     files = [judge_args.train_file] + ([judge_args.val_file] if judge_args.val_file else [])
     checks, valid = ([] if start_up else [check_attention(model_args, judge_args.sp_size)]), {}
+    checks += check_c_compiler(attention.this_device())
     for path in files:
         check, conversations = check_data(path, judge_args.messages_key)
         checks.append(check)

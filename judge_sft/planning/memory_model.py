@@ -55,7 +55,9 @@ def model_shape(config):
     import torch
     from transformers import AutoModelForCausalLM
 
-    with torch.device("meta"):
+    from judge_sft.patches import outside_zero3_init
+
+    with torch.device("meta"), outside_zero3_init():
         model = AutoModelForCausalLM.from_config(config)
     params = sum(parameter.numel() for parameter in model.parameters())  # a tied weight is listed once
     largest_layer, largest_layer_params = max(

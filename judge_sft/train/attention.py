@@ -6,9 +6,11 @@ backend is checked the same way, without the probe. docs/gpu.md gives the facts 
 """
 
 import logging
+import os
 from dataclasses import dataclass
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.patches import outside_zero3_init
 from judge_sft.train import varlen_attention
 
 logger = logging.getLogger("judge_sft")
@@ -22,6 +24,7 @@ GPU_INSTALL = "pip install 'judge-sft[gpu]'"
 class Device:
     name: str
     capability: tuple | None  # (major, minor); None: no CUDA GPU
+    memory_bytes: int | None = None
 
     def describe(self):
         return (
@@ -32,11 +35,30 @@ class Device:
 
 
 def this_device():
+    """The GPU's facts, from torch, or as stated by JUDGE_SFT_GPU (varlen_attention.STATED_GPU)."""
     import torch
 
+    stated = os.environ.get(varlen_attention.STATED_GPU)
+    if stated:
+        return stated_device(stated)
     if not torch.cuda.is_available():
         return Device("no CUDA GPU", None)
-    return Device(torch.cuda.get_device_name(), torch.cuda.get_device_capability())
+    index = torch.cuda.current_device()
+    memory = torch.cuda.get_device_properties(index).total_memory
+    return Device(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index), memory)
+
+
+def stated_device(stated):
+    """'NVIDIA H100 80GB;80;9.0' -> Device(name, (9, 0), 80 GiB)."""
+    try:
+        name, memory_gib, capability = stated.split(";")
+        major, minor = capability.split(".")
+        return Device(name, (int(major), int(minor)), int(float(memory_gib) * 2**30))
+    except ValueError:
+        raise JudgeSFTError(
+            f"{varlen_attention.STATED_GPU}: expected 'name;memory GiB;major.minor', as in 'NVIDIA H100 80GB;80;9.0', "
+            f"not {stated!r}"
+        )
 
 
 def _transformers_check(name):
@@ -193,12 +215,15 @@ def _choose_automatically(sp_size, device, probe):
     raise AssertionError("sdpa is always usable")
 
 
-def probe_backend(name, device="cuda"):
+def probe_backend(name, device=None):
     """None when `name` trains a padding-free row here with its documents apart, else what went wrong. A two-layer
-    bf16 Qwen3 on the GPU: the logits of a document packed after another equal its logits alone, and backward runs.
-    No cache, as in training: transformers looks for packed documents only then."""
+    bf16 Qwen3 on the GPU (on CPU without one): the logits of a document packed after another equal its logits alone,
+    and backward runs. No cache, as in training: transformers looks for packed documents only then. Outside zero.Init:
+    in a ZeRO-3 launch only the main process probes, and DeepSpeed must not partition the probe's model."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen3Config
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     if name == varlen_attention.NAME:
         varlen_attention.register()
@@ -208,7 +233,7 @@ def probe_backend(name, device="cuda"):
     )  # fmt: skip
     try:
         torch.manual_seed(0)
-        with torch.device(device):
+        with torch.device(device), outside_zero3_init():
             model = AutoModelForCausalLM.from_config(config, attn_implementation=name, dtype=torch.bfloat16)
             first, second = torch.randint(0, 128, (1, 48)), torch.randint(0, 128, (1, 80))
             positions = torch.cat([torch.arange(48), torch.arange(80)])[None]

@@ -90,13 +90,12 @@ def check_config(sp_size, world_size, model_args, zero_optimization):
 def sdpa_with_document_mask(module, query, key, value, attention_mask, position_ids=None, **kwargs):
     """sdpa over the gathered sequence, documents apart. Ulysses drops the mask the model built for its shard; sdpa
     alone would then be plain causal, and the documents of a padding-free row would attend to each other. On a GPU,
-    attend document by document with torch's varlen flash kernel; elsewhere rebuild the [tokens, tokens] block-causal
+    attend document by document with torch's varlen flash kernel (on a CPU with a stated GPU, its stand-in); elsewhere rebuild the [tokens, tokens] block-causal
     mask that transformers builds at sp_size 1 from the (gathered) position_ids."""
-    if attention_mask is None and varlen_attention.runs_on(query):
+    kernel = varlen_attention.kernel_for(query)
+    if attention_mask is None and kernel is not None:
         scaling = kwargs.get("scaling")
-        out = varlen_attention.attend_by_document(
-            query, key, value, None, scaling, varlen_attention.flash_varlen, position_ids=position_ids
-        )
+        out = varlen_attention.attend_by_document(query, key, value, None, scaling, kernel, position_ids=position_ids)
         return out, None
     if attention_mask is None and position_ids is not None:
         documents = find_packed_sequence_indices(position_ids)

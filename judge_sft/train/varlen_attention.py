@@ -7,12 +7,16 @@ it stands among the other backends.
 
 import functools
 import inspect
+import os
 import weakref
 
 import torch
 import torch.nn.functional as F
 
 NAME = "torch_varlen"
+# "name;memory GiB;major.minor": the GPU facts judge-sft uses instead of asking torch, so that its GPU-only branches run
+# in CPU tests (docs/gpu.md#gpu-branches-on-cpu); on CPU tensors a per-document sdpa then stands in for the flash kernel.
+STATED_GPU = "JUDGE_SFT_GPU"
 _last_documents = None  # (weakref to position_ids, documents): one computation per forward, not one per layer
 
 
@@ -35,17 +39,44 @@ def _ampere_or_newer(device_index):
     return available() and torch.cuda.get_device_capability(device_index) >= (8, 0)
 
 
+def kernel_for(tensor):
+    """The varlen kernel that runs on this tensor: torch's flash kernel on an Ampere or newer GPU, its CPU stand-in
+    on a CPU with a stated GPU; None elsewhere."""
+    if runs_on(tensor):
+        return flash_varlen
+    if not tensor.is_cuda and os.environ.get(STATED_GPU):
+        return reference_varlen
+    return None
+
+
 def register():
-    """Make `attn_implementation: torch_varlen` loadable by from_pretrained (idempotent)."""
+    """Make `attn_implementation: torch_varlen` loadable by from_pretrained, with its mask (idempotent)."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(NAME, varlen_attention_forward)
+    AttentionMaskInterface.register(NAME, varlen_mask)
+
+
+def varlen_mask(batch_size, q_length, kv_length, **kwargs):
+    """The mask transformers builds for torch_varlen: FlashAttention's (None, or the [batch, tokens] padding mask)
+    where query and key cover the same tokens; sdpa's where a decoding step attends over the cache."""
+    from transformers.masking_utils import flash_attention_mask, sdpa_mask
+
+    if q_length != kv_length:
+        return sdpa_mask(batch_size, q_length, kv_length, **kwargs)
+    return flash_attention_mask(batch_size, q_length, kv_length, **kwargs)
 
 
 def varlen_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers' attention interface: query [batch, heads, tokens, head_dim], key and value with kv heads ->
-    ([batch, tokens, heads, head_dim], None)."""
-    return attend_by_document(query, key, value, attention_mask, scaling, flash_varlen, **kwargs), None
+    ([batch, tokens, heads, head_dim], None). A decoding step (the key holds the cache) goes to sdpa."""
+    if key.shape[2] != query.shape[2]:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    kernel = kernel_for(query) or flash_varlen  # elsewhere the flash kernel says why it cannot run
+    return attend_by_document(query, key, value, attention_mask, scaling, kernel, **kwargs), None
 
 
 def attend_by_document(query, key, value, attention_mask, scaling, kernel, position_ids=None, **kwargs):
@@ -126,3 +157,12 @@ def varlen_parameters():
     from torch.nn.attention.varlen import varlen_attn
 
     return set(inspect.signature(varlen_attn).parameters)
+
+
+def reference_varlen(query, key, value, cu_seq_lens, max_length, scale):
+    """What the flash kernel computes, with sdpa one document at a time: the CPU stand-in under a stated GPU."""
+    outputs = []
+    for start, end in zip(cu_seq_lens[:-1].tolist(), cu_seq_lens[1:].tolist()):
+        q, k, v = (tensor[start:end].transpose(0, 1) for tensor in (query, key, value))
+        outputs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True))
+    return torch.cat([out.transpose(0, 1) for out in outputs])
