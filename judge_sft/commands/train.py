@@ -6,6 +6,7 @@ import argparse
 
 from judge_sft.commands.argtypes import positive_int
 from judge_sft.train.arguments import parse_recipe
+from judge_sft.train.checkpoints import check_relaunch
 from judge_sft.train.launcher import (
     Launch,
     bundled_config_names,
@@ -55,7 +56,11 @@ def split_options(args):
 
 def main(args):
     args, overrides = split_options(args)
-    judge_args, training_args, _ = parse_recipe([args.recipe, *overrides], for_launch=False)
+    judge_args, training_args, model_args = parse_recipe([args.recipe, *overrides], for_launch=False)
+    finished = check_relaunch((judge_args, training_args, model_args))
+    if finished:
+        print(f"judge-sft train: {finished}")
+        return 0
     num_machines = args.num_machines or 1
     if args.accelerate_config:
         config_path = resolve_config(args.accelerate_config)
@@ -78,4 +83,4 @@ def main(args):
     print(f"judge-sft train: {launch.command(args.recipe, overrides)}", flush=True)
     if args.dry_run:
         return 0
-    return run_accelerate(launch.accelerate_argv(args.recipe, overrides))
+    return run_accelerate(launch.accelerate_argv(args.recipe, overrides), training_args.output_dir)
