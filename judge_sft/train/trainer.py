@@ -41,16 +41,19 @@ class TrainedTokens(TrainerCallback, ExportableState):
         self.trainer._total_train_tokens = saved["attributes"]["num_tokens"]
 
 
-class CookbookProgress(ProgressCallback):
-    """The console's log lines under the names the reporters get: train/loss, train/lr, val/loss, ..."""
+def console_logs(logs):
+    """A log under the names the reporters get (train/loss, train/lr, val/loss, ...), without total_flos as before."""
+    return patches.cookbook_names({key: value for key, value in logs.items() if key != "total_flos"})
 
+
+class CookbookProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
-        super().on_log(args, state, control, logs=patches.cookbook_names(logs), **kwargs)
+        super().on_log(args, state, control, logs=console_logs(logs), **kwargs)
 
 
 class CookbookPrinter(PrinterCallback):  # the same, with `disable_tqdm`
     def on_log(self, args, state, control, logs=None, **kwargs):
-        super().on_log(args, state, control, logs=patches.cookbook_names(logs), **kwargs)
+        super().on_log(args, state, control, logs=console_logs(logs), **kwargs)
 
 
 class JudgeSFTTrainer(SFTTrainer):
