@@ -66,6 +66,11 @@ class JudgeSFTTrainer(SFTTrainer):
                 self.add_callback(cookbook)
         self.sp = sequence_parallel.attach(self)  # None unless the recipe's sp_size > 1
 
+    def _run_epoch(self, *args, **kwargs):
+        # A relaunch after a stop at the last step resumes at max_steps; transformers would train a step past it.
+        if self.state.global_step < self.state.max_steps:
+            super()._run_epoch(*args, **kwargs)
+
     # ---- Sequence parallelism (judge_sft/train/sequence_parallel.py): sp_size 1 keeps TRL's path
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
