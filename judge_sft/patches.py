@@ -55,13 +55,27 @@ def cookbook_metric_names():
 
     @functools.wraps(stock)
     def rewrite_logs(logs):
-        renamed = {key.replace("eval/", "val/", 1): value for key, value in stock(logs).items()}
-        if "train/learning_rate" in renamed:
-            renamed["train/lr"] = renamed.pop("train/learning_rate")
-        return renamed
+        return cookbook_renamed(stock(logs))
 
     rewrite_logs.judge_sft = True
     integration_utils.rewrite_logs = rewrite_logs
+
+
+def cookbook_renamed(logs):
+    """transformers' `rewrite_logs` result under the cookbook's names."""
+    return {
+        "train/lr" if key == "train/learning_rate" else key.replace("eval/", "val/", 1): value
+        for key, value in logs.items()
+    }
+
+
+def cookbook_names(logs):
+    """A Trainer log under the names the reporters get, patched or not: the console uses them too (not a patch: the
+    Trainer's progress callbacks are replaced in train/trainer.py)."""
+    from transformers.integrations import integration_utils
+
+    stock = getattr(integration_utils.rewrite_logs, "__wrapped__", integration_utils.rewrite_logs)
+    return cookbook_renamed(stock(logs))
 
 
 def skip_batches_of_sharded_loader():

@@ -1,7 +1,7 @@
 """Train a judge model: `accelerate launch --config_file accelerate_configs/<cfg>.yaml judge_sft/run.py RECIPE.yaml [--key value ...]`.
 
 seed -> data -> tokenizer -> model -> trainer -> train -> save -> push, as the recipe says. Asked to stop (SIGTERM,
-SIGUSR1, `stop_after`), it saves a checkpoint at the end of the step in progress and exits with REQUEUE_STATUS (75).
+SIGUSR1, SIGINT, `stop_after`), it saves a checkpoint at the end of the step in progress and exits with REQUEUE_STATUS (75).
 """
 
 import atexit
@@ -25,7 +25,7 @@ from judge_sft.planning.plan import Machines, memory_verdict
 from judge_sft.train import attention, master_weights, sequence_parallel
 from judge_sft.train.arguments import parse_recipe
 from judge_sft.train.chat_templates import recipe_tokenizer, training_chat_template
-from judge_sft.train.checkpoints import last_complete_checkpoint
+from judge_sft.train.checkpoints import check_relaunch, last_complete_checkpoint
 from judge_sft.train.inference_template import check_inference_template, inference_template
 from judge_sft.train.launch import (
     check_cpu_offload,
@@ -152,9 +152,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     patches.install()
     judge_args, training_args, model_args = parse_recipe(argv)
-    stop = StopOnRequest(judge_args.stop_after)  # from here on SIGTERM / SIGUSR1 only note the request
+    stop = StopOnRequest(judge_args.stop_after)  # from here on SIGTERM / SIGUSR1 / SIGINT only note the request
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    finished = check_relaunch((judge_args, training_args, model_args))  # or a checkpoint of another recipe: an error
+    if finished:  # a relaunch after the end: the final model stays as it is
+        logger.info(finished)
+        return 0
     configure_launch(judge_args, training_args, model_args)
     optimizer = master_weights.configure(judge_args, training_args)  # None: transformers' AdamW
     set_seed(training_args.seed)
@@ -210,7 +214,7 @@ def main(argv=None):
     # (it would gather the ZeRO-3 weights a second time); the push below uploads what this wrote.
     trainer.save_model(training_args.output_dir, _internal_call=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.create_model_card()  # main process: README.md with the final losses, the loss curve, the recipe, the data
+    trainer.write_model_card()  # main process: README.md with the final losses, the loss curve, the recipe, the data
     if training_args.push_to_hub:
         trainer.push_to_hub()  # main process, after the barrier: a long upload keeps no rank waiting
     return 0

@@ -164,3 +164,15 @@ def test_lora_under_sp2_resumes_to_the_adapters_of_an_uninterrupted_run(lora_sp_
     ]
     assert [step for step, _ in losses[0]] == [step for step, _ in losses[1]] == list(range(1, LORA_SP_STEPS + 1))
     assert [loss for _, loss in losses[0]] == pytest.approx([loss for _, loss in losses[1]], abs=1e-6)
+
+
+@pytest.mark.launch
+def test_num_tokens_counts_on_after_the_resume_as_in_the_uninterrupted_run(lora_sp_runs):
+    logged = [
+        {entry["step"]: entry["num_tokens"] for entry in json.loads(path.read_text())["log_history"] if "loss" in entry}
+        for path in (
+            lora_sp_runs["output_dir"] / "trainer_state.json",
+            lora_sp_runs["reference"] / "trainer_state.json",
+        )
+    ]
+    assert logged[0] == logged[1] and sorted(logged[0]) == list(range(1, LORA_SP_STEPS + 1))

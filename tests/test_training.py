@@ -333,9 +333,9 @@ class BackgroundLaunch:
         return "".join(self.lines)
 
     def wait_for_steps(self, count, timeout=600):
-        """Until the main process has logged `count` optimizer steps: one `{'loss': ...}` line each."""
+        """Until the main process has logged `count` optimizer steps: one `{'train/loss': ...}` line each."""
         deadline = time.time() + timeout
-        while self.output().count("{'loss':") < count:
+        while self.output().count("{'train/loss':") < count:
             assert self.process.poll() is None, f"the launch ended before step {count}:\n{self.output()[-4000:]}"
             assert time.time() < deadline, f"step {count} never came"
             time.sleep(0.2)

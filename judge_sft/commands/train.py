@@ -6,6 +6,7 @@ import argparse
 
 from judge_sft.commands.argtypes import positive_int
 from judge_sft.train.arguments import names_gradient_accumulation, parse_recipe
+from judge_sft.train.checkpoints import check_relaunch
 from judge_sft.train.launch import check_gradient_accumulation
 from judge_sft.train.launcher import (
     Launch,
@@ -66,6 +67,11 @@ def split_options(args):
 def main(args):
     args, overrides = split_options(args)
     judge_args, training_args, model_args = parse_recipe([args.recipe, *overrides], for_launch=False)
+    check_output_dir(training_args.output_dir)
+    finished = check_relaunch((judge_args, training_args, model_args))
+    if finished:
+        print(f"judge-sft train: {finished}")
+        return 0
     num_machines = args.num_machines or 1
     if args.accelerate_config:
         config_path = resolve_config(args.accelerate_config)
@@ -88,10 +94,9 @@ def main(args):
         check_machine(judge_args, training_args, model_args, this_machine(), launch.config)
     if names_gradient_accumulation([args.recipe, *overrides]):
         check_gradient_accumulation(training_args.gradient_accumulation_steps, batch)
-    check_output_dir(training_args.output_dir)
     check_report_to(training_args.report_to)
     print(f"judge-sft train: {batch.describe()}")
     print(f"judge-sft train: {launch.command(args.recipe, overrides)}", flush=True)
     if args.dry_run:
         return 0
-    return run_accelerate(launch.accelerate_argv(args.recipe, overrides))
+    return run_accelerate(launch.accelerate_argv(args.recipe, overrides), training_args.output_dir)

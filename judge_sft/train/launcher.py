@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.train.checkpoints import last_complete_checkpoint
 from judge_sft.train.launch import OFFLOAD_CONFIGS, check_cpu_offload, check_master_weights, plan_batch
 from judge_sft.train.preemption import REQUEUE_STATUS
 
@@ -127,12 +128,15 @@ def check_launch(launch, judge_args, training_args, allow_env_file=False):
     return batch
 
 
-def run_accelerate(argv):
-    """accelerate's `launch` in this process; returns the exit status, with one line for a failed child."""
+def run_accelerate(argv, output_dir=None):
+    """accelerate's `launch` in this process; returns the exit status, with one line for a failed child. Signalled
+    (Ctrl-C, SIGTERM), torchrun passes the signal on and waits for the training to stop: REQUEUE_STATUS when it saved
+    a checkpoint in `output_dir` meanwhile, as a stop of run.py's own does."""
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    checkpoint_before = output_dir and last_complete_checkpoint(output_dir)
     try:
         launch_command(launch_command_parser().parse_args(argv))
     except ChildFailedError as error:
@@ -143,7 +147,14 @@ def run_accelerate(argv):
                 f"training stopped to be resumed (status {status}): relaunch the same command", status
             ) from None
         raise TrainingFailed(f"training failed: rank {rank} exited with status {status}", status) from None
-    except SignalException as signal:  # SIGTERM to this process: torchrun has passed it on to the training
+    except SignalException as signal:  # torchrun has passed it on to the training and waited for it to stop
+        checkpoint = output_dir and last_complete_checkpoint(output_dir)
+        if checkpoint and checkpoint != checkpoint_before:
+            raise TrainingFailed(
+                f"stopped by {signal.sigval.name} after saving {checkpoint} (status {REQUEUE_STATUS}): relaunch the "
+                "same command to resume",
+                REQUEUE_STATUS,
+            ) from None
         raise TrainingFailed(
             f"stopped by {signal.sigval.name}: relaunch the same command to resume from the newest complete checkpoint",
             128 + signal.sigval,

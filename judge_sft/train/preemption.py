@@ -1,5 +1,6 @@
-"""Stopping a run on request: SIGTERM, SIGUSR1 or the `stop_after` deadline -> every rank finishes the optimizer step
-it is in, a checkpoint of that step is saved, and run.py exits with REQUEUE_STATUS (docs/training.md#stop-requeue-deadline).
+"""Stopping a run on request: SIGTERM, SIGUSR1, SIGINT (Ctrl-C) or the `stop_after` deadline -> every rank finishes the
+optimizer step it is in, a checkpoint of that step is saved, and run.py exits with REQUEUE_STATUS
+(docs/training.md#stop-requeue-deadline).
 """
 
 import logging
@@ -16,7 +17,7 @@ logger = logging.getLogger("judge_sft")
 
 # sysexits.h EX_TEMPFAIL, "temporary failure, try again": recipes/launch.slurm requeues the job on it.
 REQUEUE_STATUS = 75
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from judge_sft.errors import JudgeSFTError
 from judge_sft.files import write_atomically
 
 RECIPE_NAME = "recipe.yaml"
@@ -104,3 +105,42 @@ def load_recipe(folder):
     if path is None:
         return None, {}
     return path, without_secrets(yaml.safe_load(path.read_text()) or {})
+
+
+# What a checkpoint's weights are: of which model, whole or adapters, and the adapters' shapes. A change of any is a
+# checkpoint the relaunch cannot load (a full fine-tune resuming a LoRA checkpoint: ~100 lines of state_dict errors).
+WEIGHT_KEYS = ("model_name_or_path", "use_peft")
+ADAPTER_KEYS = ("lora_r", "lora_target_modules")
+
+
+def default_value(field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else None
+
+
+def comparable(key, value):
+    """TRL's ModelConfig turns a one-module `lora_target_modules` list into that module's name."""
+    value = plain(value)
+    if key == "lora_target_modules" and value is not None:
+        return sorted([value] if isinstance(value, str) else value)
+    return value
+
+
+def check_resumable(folder, parsed):
+    """Refuse to resume a checkpoint (or keep a final model: `folder`) under a recipe whose weights differ from those
+    of the run that saved it (its output_dir's recipe.yaml; a key it does not name had its default)."""
+    path, saved = load_recipe(folder)
+    if path is None:
+        return
+    fields = {field.name: (args, field) for args in parsed for field in dataclasses.fields(args)}
+    keys = [*WEIGHT_KEYS, *ADAPTER_KEYS]
+    before = {key: comparable(key, saved.get(key, default_value(fields[key][1]))) for key in keys}
+    now = {key: comparable(key, getattr(fields[key][0], key)) for key in keys}
+    keys = WEIGHT_KEYS + (ADAPTER_KEYS if before["use_peft"] and now["use_peft"] else ())
+    changed = [f"{key} {before[key]} there, {now[key]} now" for key in keys if before[key] != now[key]]
+    if changed:
+        raise JudgeSFTError(
+            f"{folder} was made by a different recipe ({'; '.join(changed)}; see {path}): use another output_dir, or "
+            "move what it holds away to start over"
+        )

@@ -1,12 +1,15 @@
-"""TRL's SFTTrainer, with evaluation after the last step, the SP hooks, and judge-sft's model card and Hub push."""
+"""TRL's SFTTrainer, with evaluation after the last step, num_tokens kept across resumes, the cookbook's metric names on
+the console, the SP hooks, and judge-sft's model card and Hub push."""
 
 import logging
 import os
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from trl import SFTTrainer
 
+from judge_sft import patches
 from judge_sft.hub.card import write_model_card
 from judge_sft.hub.upload import describe_failure, prepare_repo, push_folder
 from judge_sft.train import sequence_parallel
@@ -23,11 +26,50 @@ class EvaluateAtEnd(TrainerCallback):
             control.should_evaluate = True
 
 
+class TrainedTokens(TrainerCallback, ExportableState):
+    """TRL's `num_tokens` (tokens trained so far) is a trainer attribute, outside the checkpoint: kept in
+    trainer_state.json's stateful_callbacks, and restored on resume, so that it counts on from the checkpoint."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def state(self):
+        return {"args": {}, "attributes": {"num_tokens": self.trainer._total_train_tokens}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.setdefault(type(self).__name__, self.state())
+        self.trainer._total_train_tokens = saved["attributes"]["num_tokens"]
+
+
+def console_logs(logs):
+    """A log under the names the reporters get (train/loss, train/lr, val/loss, ...), without total_flos as before."""
+    return patches.cookbook_names({key: value for key, value in logs.items() if key != "total_flos"})
+
+
+class CookbookProgress(ProgressCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs=console_logs(logs), **kwargs)
+
+
+class CookbookPrinter(PrinterCallback):  # the same, with `disable_tqdm`
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs=console_logs(logs), **kwargs)
+
+
 class JudgeSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(EvaluateAtEnd)
+        self.add_callback(TrainedTokens(self))
+        for stock, cookbook in ((ProgressCallback, CookbookProgress), (PrinterCallback, CookbookPrinter)):
+            if self.pop_callback(stock):
+                self.add_callback(cookbook)
         self.sp = sequence_parallel.attach(self)  # None unless the recipe's sp_size > 1
+
+    def _run_epoch(self, *args, **kwargs):
+        # A relaunch after a stop at the last step resumes at max_steps; transformers would train a step past it.
+        if self.state.global_step < self.state.max_steps:
+            super()._run_epoch(*args, **kwargs)
 
     # ---- Sequence parallelism (judge_sft/train/sequence_parallel.py): sp_size 1 keeps TRL's path
 
@@ -48,8 +90,12 @@ class JudgeSFTTrainer(SFTTrainer):
     # ---- Hub: judge-sft's card, repo and push (judge_sft/hub/) in place of TRL's and transformers' own
 
     def create_model_card(self, *args, **kwargs):
-        """TRL writes its generic card into output_dir at every checkpoint save, and transformers pushes output_dir:
-        write ours instead (losses so far, loss curve, recipe, data), with trainer_state.json beside it."""
+        """TRL calls this at every checkpoint save, to write its generic card into output_dir, where no model is yet
+        (a stop leaves none): nothing here. judge-sft's card comes with the final model (`write_model_card`)."""
+
+    def write_model_card(self):
+        """Main process: README.md in output_dir (final losses, loss curve, recipe, data), trainer_state.json beside
+        it; both mark the final model as saved (checkpoints.finished_run)."""
         if self.is_world_process_zero():
             self.state.save_to_json(os.path.join(self.args.output_dir, TRAINER_STATE_NAME))
             write_model_card(self.args.output_dir, self.hub_model_id)
@@ -81,7 +127,7 @@ class JudgeSFTTrainer(SFTTrainer):
         self._finish_current_push()
         revision = revision or self.args.hub_revision
         self.hub_model_id = prepare_repo(self.hub_model_id, private=self.args.hub_private_repo, revision=revision)
-        self.create_model_card()
+        self.write_model_card()
         return push_folder(self.args.output_dir, self.hub_model_id, revision=revision, commit_message=commit_message)
 
 
