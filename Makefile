@@ -67,7 +67,7 @@ demo-judge: setup
 	rm -rf demo_output/judge_model
 	$(BIN)/judge-sft train recipes/tiny_cpu.yaml --accelerate-config cpu_zero3_2proc \
 		--train_file demo_output/judge_data/train.parquet --val_file demo_output/judge_data/val.parquet \
-		--output_dir demo_output/judge_model --eval_samples 2
+		--output_dir demo_output/judge_model --max_steps 8 --eval_samples 2
 	$(BIN)/judge-sft samples demo_output/judge_model
 	@echo
 	@echo "Judge data:         demo_output/judge_data/{train,val}.parquet, stats.json (labels, A/B balance, strengths)"
