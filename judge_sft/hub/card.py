@@ -1,5 +1,5 @@
-"""The model card (README.md) of an output or checkpoint directory: base model, results and loss curve, data and its
-licence, the resolved recipe, framework versions. Written by the trainer at every save and by `judge-sft push`."""
+"""The model card (README.md) of an output or checkpoint directory: base model, results and loss curve, judge evaluation,
+data and its licence, the resolved recipe, framework versions. Written by the trainer at every save and by `judge-sft push`."""
 
 import json
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from judge_sft import __version__
 from judge_sft.data.stats import stats_beside
 from judge_sft.data.tokenization import describe_drops
+from judge_sft.evaluation.card_section import evaluation_section
 from judge_sft.hub.base_model import base_model_of, is_hub_id, read_adapter_config
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 from judge_sft.train.inference_template import SERVERS, TEMPLATE_NAME, engines
@@ -222,6 +223,7 @@ def model_card(folder, repo_id=None, plot_name=None):
         "",
         *serve_section(folder, repo_id, base_model),
         *results_section(state.get("log_history", []), plot_name),
+        *evaluation_section(folder),
         *samples_section(folder),
         *data_section(recipe, stats, load_data_rows(folder)),
         "## Recipe",
