@@ -16,7 +16,7 @@ from judge_sft.evaluation.card_section import evaluation_section
 from judge_sft.hub.base_model import base_model_of, is_hub_id, read_adapter_config
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 from judge_sft.train.inference_template import SERVERS, TEMPLATE_NAME, engines
-from judge_sft.train.loss_curve import plot_losses
+from judge_sft.train.loss_curve import JUDGE_METRICS, plot_losses
 from judge_sft.train.sample_files import markdown_table, read_samples, sample_steps, samples_path
 from judge_sft.train.saved_recipe import load_data_rows, load_recipe
 
@@ -72,6 +72,10 @@ def results_section(log_history, plot_name):
         lines.append(f"| final train loss | {train_loss:.4f} | {train_step} |")
     if val_loss is not None:
         lines.append(f"| final val loss | {val_loss:.4f} | {val_step} |")
+    for name in JUDGE_METRICS:  # eval_judge: the verdicts of the eval samples against their labels
+        value, step = last_logged(log_history, f"eval_judge_{name}")
+        if value is not None:
+            lines.append(f"| final val/judge_{name} (eval samples) | {value:.4f} | {step} |")
     lines.append("")
     if plot_name:
         lines += [f"![Train and val loss against step]({plot_name})", ""]

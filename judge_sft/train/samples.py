@@ -121,10 +121,11 @@ def report(trainer, step, records):
 
 class EvalSamples(TrainerCallback):
     """After every evaluation (also the one after the last step): the sample completions, written and reported by the
-    main process, and `val/samples_seconds`, the time generation took."""
+    main process, `val/samples_seconds`, the time generation took, and with `judge` (eval_judge,
+    evaluation/during_training.py) the judge metrics of the completions."""
 
-    def __init__(self, trainer, prompts, max_new_tokens):
-        self.trainer, self.prompts, self.max_new_tokens = trainer, prompts, max_new_tokens
+    def __init__(self, trainer, prompts, max_new_tokens, judge=None):
+        self.trainer, self.prompts, self.max_new_tokens, self.judge = trainer, prompts, max_new_tokens, judge
 
     def on_evaluate(self, args, state, control, **kwargs):
         start = time.perf_counter()
@@ -143,4 +144,7 @@ class EvalSamples(TrainerCallback):
         if self.trainer.is_world_process_zero():
             write_samples(args.output_dir, state.global_step, records)
             report(self.trainer, state.global_step, records)
-        self.trainer.log({SECONDS_METRIC: round(seconds, 3)})
+        metrics = {SECONDS_METRIC: round(seconds, 3)}
+        if self.judge is not None:  # every rank has every completion: the same values, logged by the main process
+            metrics.update(self.judge.metrics([prompt.row for prompt in self.prompts], completions))
+        self.trainer.log(metrics)
