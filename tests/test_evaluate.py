@@ -65,15 +65,23 @@ def test_evaluated_prompt_tokens_equal_the_prompt_part_of_the_training_tokens(tm
     ]
     trained_with = load_tokenizer(tiny_model_dir)  # what run.py tokenises with: the base model's tokenizer
     template = training_chat_template(trained_with)
+    generators = [LocalGenerator(judge_dir), LocalGenerator(tiny_model_dir)]  # the saved template; the stock one
     for path in files:
         messages = pq.read_table(path, columns=["messages"]).column("messages").to_pylist()
         data = read_judge_rows(path)
-        for model in (judge_dir, tiny_model_dir):
-            generator = LocalGenerator(model)
+        for generator in generators:
             for row, conversation in enumerate(messages):
                 training = tokenize_messages(conversation, trained_with, template, None, "final")
                 first_trained = next(i for i, label in enumerate(training["labels"]) if label != IGNORE_INDEX)
                 assert generator.prompt_ids(data.prompts[row]) == training["input_ids"][:first_trained]
+
+
+def test_left_padded_batches_complete_each_row_as_it_completes_alone(tmp_path, tiny_model_dir):
+    data = read_judge_rows(write_pairwise(tmp_path / "pairwise.parquet", STRENGTHS[:3]))  # prompts of 3 lengths
+    requests = list(enumerate(data.prompts))
+    alone = dict(LocalGenerator(tiny_model_dir, batch_size=1, max_new_tokens=4).complete(requests))
+    batched = dict(LocalGenerator(tiny_model_dir, batch_size=6, max_new_tokens=4).complete(requests))
+    assert sorted(alone) == list(range(6)) and batched == alone
 
 
 def test_a_predictions_file_is_scored_against_the_labels_with_every_output_written(capsys, tmp_path, pairwise_file):
