@@ -144,6 +144,23 @@ def test_a_rerun_skips_the_rows_already_done_and_completes_the_file_once(capsys,
     assert "4/12" in err  # the bar starts at the rows already done
 
 
+def test_limit_evaluates_the_first_rows_and_needs_completions_for_those_only(capsys, tmp_path, pairwise_file):
+    labels = letters(pairwise_file)
+    source = write_completions(tmp_path / "p.jsonl", {row: f"<better>{labels[row]}</better>" for row in range(4)})
+    output = tmp_path / "eval"
+
+    status, _, err = run(
+        capsys, "evaluate", "--data", pairwise_file, "--predictions", source, "--output", output, "--limit", 4
+    )
+
+    assert status == 0, err
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["rows"] == 4
+    assert metrics["metrics"][str(source)]["accuracy"] == {"value": 1.0, "n": 4, "ci": [1.0, 1.0]}
+    assert metrics["metrics"][str(source)]["both_orders_correct"]["n"] == 2
+    assert len(predictions(output / "predictions.jsonl")) == 4
+
+
 def test_the_tiny_model_and_a_predictions_file_side_by_side_with_their_difference(capsys, tmp_path, tiny_model_dir):
     data = write_pointwise(tmp_path / "pointwise.parquet", [{"helpfulness": rating} for rating in [0, 3, 4, 2]])
     perfect = write_completions(
@@ -299,4 +316,13 @@ def test_a_server_without_its_model_name_is_one_line(capsys, tmp_path, pairwise_
     assert (status, err) == (
         1,
         "judge-sft evaluate: error: --base-url and --model go together: the server, and the model name it serves\n",
+    )
+
+
+def test_a_hub_id_not_in_the_cache_offline_is_one_line(capsys, tmp_path, pairwise_file):
+    status, err = fails(capsys, tmp_path, "evaluate", "judge-sft-tests/no-such-judge", "--data", pairwise_file)
+    assert (status, err) == (
+        1,
+        "judge-sft evaluate: error: judge-sft-tests/no-such-judge: no such local directory, and not in the Hub cache "
+        "(HF_HUB_OFFLINE is set)\n",
     )
