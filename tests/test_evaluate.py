@@ -77,11 +77,11 @@ def test_evaluated_prompt_tokens_equal_the_prompt_part_of_the_training_tokens(tm
 
 
 def test_left_padded_batches_complete_each_row_as_it_completes_alone(tmp_path, tiny_model_dir):
-    data = read_judge_rows(write_pairwise(tmp_path / "pairwise.parquet", STRENGTHS[:3]))  # prompts of 3 lengths
+    data = read_judge_rows(write_pairwise(tmp_path / "pairwise.parquet", STRENGTHS[:2]))  # prompts of 2 lengths
     requests = list(enumerate(data.prompts))
-    alone = dict(LocalGenerator(tiny_model_dir, batch_size=1, max_new_tokens=4).complete(requests))
-    batched = dict(LocalGenerator(tiny_model_dir, batch_size=6, max_new_tokens=4).complete(requests))
-    assert sorted(alone) == list(range(6)) and batched == alone
+    alone = dict(LocalGenerator(tiny_model_dir, batch_size=1, max_new_tokens=3).complete(requests))
+    batched = dict(LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3).complete(requests))
+    assert sorted(alone) == list(range(4)) and batched == alone
 
 
 def test_a_predictions_file_is_scored_against_the_labels_with_every_output_written(capsys, tmp_path, pairwise_file):
@@ -116,6 +116,7 @@ def test_a_predictions_file_is_scored_against_the_labels_with_every_output_writt
     assert (judged["accuracy"]["value"], judged["accuracy"]["n"]) == (sum(right) / 12, 12)
     assert judged["parse_failure_rate"]["value"] == 1 / 12
     assert metrics["models"] == [str(source)] and metrics["differences"] == {}
+    assert metrics["interval"] == {"method": "percentile bootstrap", "confidence": 0.95, "resamples": 1000, "seed": 0}
     assert (output / "evaluation.png").read_bytes().startswith(b"\x89PNG")
     assert f"accuracy               {sum(right) / 12:.3f} [" in out
     assert "12/12" in err  # the progress bar
@@ -172,7 +173,18 @@ def test_the_tiny_model_and_a_predictions_file_side_by_side_with_their_differenc
     )
     output = tmp_path / "eval"
 
-    argv = ["evaluate", tiny_model_dir, "--data", data, "--predictions", perfect, "--output", output]
+    argv = [
+        "evaluate",
+        tiny_model_dir,
+        "--data",
+        data,
+        "--predictions",
+        perfect,
+        "--output",
+        output,
+        "--resamples",
+        300,
+    ]
     status, out, err = run(capsys, *argv, "--max-new-tokens", 3, "--batch-size", 3)
 
     assert status == 0, err
