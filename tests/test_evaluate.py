@@ -65,15 +65,23 @@ def test_evaluated_prompt_tokens_equal_the_prompt_part_of_the_training_tokens(tm
     ]
     trained_with = load_tokenizer(tiny_model_dir)  # what run.py tokenises with: the base model's tokenizer
     template = training_chat_template(trained_with)
+    generators = [LocalGenerator(judge_dir), LocalGenerator(tiny_model_dir)]  # the saved template; the stock one
     for path in files:
         messages = pq.read_table(path, columns=["messages"]).column("messages").to_pylist()
         data = read_judge_rows(path)
-        for model in (judge_dir, tiny_model_dir):
-            generator = LocalGenerator(model)
+        for generator in generators:
             for row, conversation in enumerate(messages):
                 training = tokenize_messages(conversation, trained_with, template, None, "final")
                 first_trained = next(i for i, label in enumerate(training["labels"]) if label != IGNORE_INDEX)
                 assert generator.prompt_ids(data.prompts[row]) == training["input_ids"][:first_trained]
+
+
+def test_left_padded_batches_complete_each_row_as_it_completes_alone(tmp_path, tiny_model_dir):
+    data = read_judge_rows(write_pairwise(tmp_path / "pairwise.parquet", STRENGTHS[:2]))  # prompts of 2 lengths
+    requests = list(enumerate(data.prompts))
+    alone = dict(LocalGenerator(tiny_model_dir, batch_size=1, max_new_tokens=3).complete(requests))
+    batched = dict(LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3).complete(requests))
+    assert sorted(alone) == list(range(4)) and batched == alone
 
 
 def test_a_predictions_file_is_scored_against_the_labels_with_every_output_written(capsys, tmp_path, pairwise_file):
@@ -108,6 +116,7 @@ def test_a_predictions_file_is_scored_against_the_labels_with_every_output_writt
     assert (judged["accuracy"]["value"], judged["accuracy"]["n"]) == (sum(right) / 12, 12)
     assert judged["parse_failure_rate"]["value"] == 1 / 12
     assert metrics["models"] == [str(source)] and metrics["differences"] == {}
+    assert metrics["interval"] == {"method": "percentile bootstrap", "confidence": 0.95, "resamples": 1000, "seed": 0}
     assert (output / "evaluation.png").read_bytes().startswith(b"\x89PNG")
     assert f"accuracy               {sum(right) / 12:.3f} [" in out
     assert "12/12" in err  # the progress bar
@@ -136,6 +145,23 @@ def test_a_rerun_skips_the_rows_already_done_and_completes_the_file_once(capsys,
     assert "4/12" in err  # the bar starts at the rows already done
 
 
+def test_limit_evaluates_the_first_rows_and_needs_completions_for_those_only(capsys, tmp_path, pairwise_file):
+    labels = letters(pairwise_file)
+    source = write_completions(tmp_path / "p.jsonl", {row: f"<better>{labels[row]}</better>" for row in range(4)})
+    output = tmp_path / "eval"
+
+    status, _, err = run(
+        capsys, "evaluate", "--data", pairwise_file, "--predictions", source, "--output", output, "--limit", 4
+    )
+
+    assert status == 0, err
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["rows"] == 4
+    assert metrics["metrics"][str(source)]["accuracy"] == {"value": 1.0, "n": 4, "ci": [1.0, 1.0]}
+    assert metrics["metrics"][str(source)]["both_orders_correct"]["n"] == 2
+    assert len(predictions(output / "predictions.jsonl")) == 4
+
+
 def test_the_tiny_model_and_a_predictions_file_side_by_side_with_their_difference(capsys, tmp_path, tiny_model_dir):
     data = write_pointwise(tmp_path / "pointwise.parquet", [{"helpfulness": rating} for rating in [0, 3, 4, 2]])
     perfect = write_completions(
@@ -147,7 +173,18 @@ def test_the_tiny_model_and_a_predictions_file_side_by_side_with_their_differenc
     )
     output = tmp_path / "eval"
 
-    argv = ["evaluate", tiny_model_dir, "--data", data, "--predictions", perfect, "--output", output]
+    argv = [
+        "evaluate",
+        tiny_model_dir,
+        "--data",
+        data,
+        "--predictions",
+        perfect,
+        "--output",
+        output,
+        "--resamples",
+        300,
+    ]
     status, out, err = run(capsys, *argv, "--max-new-tokens", 3, "--batch-size", 3)
 
     assert status == 0, err
@@ -291,4 +328,13 @@ def test_a_server_without_its_model_name_is_one_line(capsys, tmp_path, pairwise_
     assert (status, err) == (
         1,
         "judge-sft evaluate: error: --base-url and --model go together: the server, and the model name it serves\n",
+    )
+
+
+def test_a_hub_id_not_in_the_cache_offline_is_one_line(capsys, tmp_path, pairwise_file):
+    status, err = fails(capsys, tmp_path, "evaluate", "judge-sft-tests/no-such-judge", "--data", pairwise_file)
+    assert (status, err) == (
+        1,
+        "judge-sft evaluate: error: judge-sft-tests/no-such-judge: no such local directory, and not in the Hub cache "
+        "(HF_HUB_OFFLINE is set)\n",
     )

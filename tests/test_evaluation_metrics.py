@@ -9,7 +9,6 @@ from scipy import stats
 from judge_sft.evaluation.judge_data import read_judge_rows
 from judge_sft.evaluation.metrics import (
     CONFIDENCE,
-    RESAMPLES,
     SEED,
     confusion,
     difference,
@@ -20,6 +19,7 @@ from judge_sft.evaluation.metrics import (
 
 HUMAN = [0, 1, 2, 3, 4, 4, 3, 2, 1, 0, 2, 3]
 JUDGED = [0, 2, 2, 3, 3, None, 4, 2, 0, 0, None, 1]
+RESAMPLES = 300  # evaluate's default is 1000 (`--resamples`): fewer keep these tests fast, the method is the same
 
 
 def pointwise_data(tmp_path, ratings, attributes=("helpfulness",)):
@@ -45,7 +45,7 @@ def scipy_interval(values):
 
 
 def metrics_of(data, verdicts):
-    return map_tree(estimate, statistics(data, verdicts))
+    return map_tree(lambda statistic: estimate(statistic, RESAMPLES), statistics(data, verdicts))
 
 
 def test_pointwise_metrics_equal_scipy_and_numpy_on_the_parsed_rows(tmp_path):
@@ -177,7 +177,8 @@ def test_a_pair_shown_in_one_order_only_counts_for_accuracy_not_for_consistency(
 def test_the_difference_of_two_judges_is_scipys_paired_bootstrap_of_the_same_rows(tmp_path):
     data = pointwise_data(tmp_path, HUMAN)
     base, trained = verdicts_of([2] * 12), verdicts_of(JUDGED)
-    delta = map_tree(difference, statistics(data, base), statistics(data, trained))["attributes"]["helpfulness"]
+    pair = (statistics(data, base), statistics(data, trained))
+    delta = map_tree(lambda first, second: difference(first, second, RESAMPLES), *pair)["attributes"]["helpfulness"]
     right_base = np.array([label == 2 for label in HUMAN], dtype=float)
     right_trained = np.array([rating == label for rating, label in zip(JUDGED, HUMAN)], dtype=float)
     expected = stats.bootstrap(

@@ -26,6 +26,7 @@ def add_arguments(parser):
     parser.add_argument("--max-new-tokens", type=positive_int, default=1024, help="per completion (default 1024)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="rows per local generate call (default 8)")
     parser.add_argument("--limit", type=positive_int, help="evaluate the first N rows only")
+    parser.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
 
 
 def endpoint_generator(args):
@@ -64,7 +65,7 @@ def main(args):
     from judge_sft.evaluation.report import metrics_table
 
     data = read_judge_rows(args.data, args.limit)
-    document = evaluate(data, generators(args, data), args.output)
+    document = evaluate(data, generators(args, data), args.output, args.resamples)
     print(metrics_table(document))
     print(f"\npredictions, metrics.json and evaluation.png in {args.output}/")
     return 0

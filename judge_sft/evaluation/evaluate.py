@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.evaluation.card_section import save_for_card
+from judge_sft.evaluation.metrics import RESAMPLES
 from judge_sft.evaluation.plot import plot_evaluation
 from judge_sft.evaluation.predictions import PredictionsLog, prediction
 from judge_sft.evaluation.report import metrics_document, write_metrics
@@ -47,7 +48,7 @@ def complete_rows(generator, data, log):
         raise JudgeSFTError(f"{generator.label}: no completion for row {min(pending)} ({len(pending)} rows missing)")
 
 
-def evaluate(data, generators, output_dir):
+def evaluate(data, generators, output_dir, resamples=RESAMPLES):
     """Evaluate the judges on the same rows (the first is the one the others are compared with); return metrics.json's
     content."""
     check_labels(generators)
@@ -58,7 +59,7 @@ def evaluate(data, generators, output_dir):
         generator.label: [log.done(generator.label)[row]["verdict"] for row in range(len(data))]
         for generator in generators
     }
-    document = metrics_document(data, verdicts)
+    document = metrics_document(data, verdicts, resamples)
     write_metrics(output_dir, document)
     plot_path = plot_evaluation(document, output_dir)
     for generator in generators:

@@ -20,7 +20,7 @@ from judge_sft.judges.columns import (
     STRENGTH_COLUMN,
     read_judge_metadata,
 )
-from judge_sft.judges.verdicts import FORMATS, MAX_RATING, MIN_RATING, formats_for
+from judge_sft.judges.verdicts import MAX_RATING, MIN_RATING, formats_for
 
 MAKE_ONE = "write one with `judge-sft prepare-data --task pointwise|pairwise`"
 
@@ -67,7 +67,7 @@ def read_judge_rows(path, limit=None):
         raise JudgeSFTError(
             f"{path}: not a judge file (no judge_sft.task pointwise or pairwise in its metadata); {MAKE_ONE}"
         )
-    if format_name not in formats_for(task) or format_name not in FORMATS:
+    if format_name not in formats_for(task):
         raise JudgeSFTError(
             f"{path}: unknown {task} verdict format {format_name!r} (known: {', '.join(formats_for(task))})"
         )

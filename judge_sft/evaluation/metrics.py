@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-RESAMPLES = 1000
+RESAMPLES = 1000  # the default; `evaluate --resamples`
 SEED = 0
 NO_VERDICT = "no parsed verdict"
 
@@ -46,7 +46,7 @@ def result(value, n, interval=None, reason=None):
     return entry
 
 
-def bootstrap_interval(function, units):
+def bootstrap_interval(function, units, resamples=RESAMPLES):
     """([low, high], None) of `function` over resamples of `units`, or (None, why)."""
     if len(units) < 2:
         return None, "fewer than 2 rows: no interval"
@@ -63,18 +63,18 @@ def bootstrap_interval(function, units):
             (units,),
             statistic,
             vectorized=False,
-            n_resamples=RESAMPLES,
+            n_resamples=resamples,
             confidence_level=CONFIDENCE,
             method="percentile",
             rng=np.random.default_rng(SEED),
         )
     undefined = int(np.isnan(boot.bootstrap_distribution).sum())
     if undefined:
-        return None, f"undefined in {undefined} of {RESAMPLES} resamples"
+        return None, f"undefined in {undefined} of {resamples} resamples"
     return [float(boot.confidence_interval.low), float(boot.confidence_interval.high)], None
 
 
-def estimate(statistic):
+def estimate(statistic, resamples=RESAMPLES):
     """{value, n, ci[, reason]} of one judge's metric."""
     units = np.flatnonzero(statistic.mask)
     if len(units) == 0:
@@ -83,11 +83,11 @@ def estimate(statistic):
         value = float(statistic.compute(units))
     except Undefined as why:
         return result(None, len(units), reason=str(why))
-    interval, reason = bootstrap_interval(statistic.compute, units)
+    interval, reason = bootstrap_interval(statistic.compute, units, resamples)
     return result(value, len(units), interval, reason)
 
 
-def difference(first, second):
+def difference(first, second, resamples=RESAMPLES):
     """{value, n, ci[, reason]} of second's metric minus first's, all rows (or pairs) resampled together, each judge's
     metric on its own units of the resample; n: the units both metrics are computed on."""
     units = np.arange(len(first.mask))
@@ -96,7 +96,7 @@ def difference(first, second):
         value = float(second.on(units) - first.on(units))
     except Undefined as why:
         return result(None, shared, reason=str(why))
-    interval, reason = bootstrap_interval(lambda sample: second.on(sample) - first.on(sample), units)
+    interval, reason = bootstrap_interval(lambda sample: second.on(sample) - first.on(sample), units, resamples)
     return result(value, shared, interval, reason)
 
 

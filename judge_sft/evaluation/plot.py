@@ -15,7 +15,7 @@ def plot_evaluation(document, output_dir):
 
     models = document["models"]
     panels = document["attributes"] if document["task"] == "pointwise" else ["by strength", "confusion"]
-    figure, axes = plt.subplots(len(models), len(panels), figsize=(4.2 * len(panels), 3.8 * len(models)), squeeze=False)
+    figure, axes = plt.subplots(len(models), len(panels), figsize=(4.2 * len(panels), 4.4 * len(models)), squeeze=False)
     for row, model in enumerate(models):
         metrics = document["metrics"][model]
         if document["task"] == "pointwise":
@@ -34,7 +34,7 @@ def plot_evaluation(document, output_dir):
 def draw_confusion(axis, matrix, title):
     counts = matrix["counts"]
     axis.imshow(counts, cmap="Blues")
-    axis.set_xticks(range(len(matrix["predicted"])), [str(name)[:5] for name in matrix["predicted"]])
+    axis.set_xticks(range(len(matrix["predicted"])), [str(name) for name in matrix["predicted"]], rotation=30)
     axis.set_yticks(range(len(matrix["labels"])), [str(name) for name in matrix["labels"]])
     axis.set_xlabel("judge's verdict")
     axis.set_ylabel("human label")

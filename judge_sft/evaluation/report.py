@@ -20,7 +20,7 @@ from judge_sft.files import write_atomically
 METRICS_NAME = "metrics.json"
 
 
-def metrics_document(data, verdicts):
+def metrics_document(data, verdicts, resamples=RESAMPLES):
     """metrics.json's content; `verdicts`: {model: each evaluated row's parsed verdict (None: unparsable)}, the first
     model the one the others are compared with."""
     models = list(verdicts)
@@ -32,14 +32,19 @@ def metrics_document(data, verdicts):
         "format": data.format_name,
         "attributes": list(data.attributes),
         "rows": len(data),
-        "interval": {"method": "percentile bootstrap", "confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": SEED},
+        "interval": {"method": "percentile bootstrap", "confidence": CONFIDENCE, "resamples": resamples, "seed": SEED},
         "models": models,
         "metrics": {
-            model: {**map_tree(estimate, statistic_trees[model]), "confusion": confusion(data, verdicts[model])}
+            model: {
+                **map_tree(lambda leaf: estimate(leaf, resamples), statistic_trees[model]),
+                "confusion": confusion(data, verdicts[model]),
+            }
             for model in models
         },
         "differences": {
-            f"{model} - {first}": map_tree(difference, statistic_trees[first], statistic_trees[model])
+            f"{model} - {first}": map_tree(
+                lambda base, other: difference(base, other, resamples), statistic_trees[first], statistic_trees[model]
+            )
             for model in models[1:]
         },
     }
