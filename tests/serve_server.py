@@ -25,10 +25,10 @@ SMALL_CB_CACHE = [
 
 
 class TransformersServe:
-    def __init__(self, model_dir, *options, log_dir, ready_timeout=180):
+    def __init__(self, model_dir, *options, log_dir, port=None, ready_timeout=180):
         self.model_dir, self.options, self.ready_timeout = str(model_dir), list(options), ready_timeout
-        self.log = Path(log_dir) / "transformers-serve.log"
-        self.port = free_port()
+        self.port = port or free_port()
+        self.log = Path(log_dir) / f"transformers-serve-{self.port}.log"
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.process = None
 

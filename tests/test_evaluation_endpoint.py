@@ -3,14 +3,18 @@ on loopback (tests/serve_server.py), and against loopback stand-ins that fail on
 listening)."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import conversation, free_port
+from judge_files import write_pairwise
 from serve_server import TransformersServe, build_lively_tiny_model
 
+from judge_sft.cli import main as cli_main
 from judge_sft.errors import JudgeSFTError
 from judge_sft.evaluation.endpoint import EndpointGenerator
 
@@ -178,3 +182,74 @@ def test_a_server_killed_mid_run_yields_every_row_completed_before_then_one_line
         f"{server.base_url}/chat/completions: no answer for row {failed} after 3 tries "
         "(ConnectError: [Errno 111] Connection refused); is the server up at --base-url?"
     )
+
+
+# ---------------------------------------------------------------------------------------------------- judge-sft evaluate
+
+
+def evaluate_command(data, output, *judge):
+    return [*judge, "--data", data, "--output", output, "--max-new-tokens", NEW_TOKENS]
+
+
+def run_cli(capsys, argv):
+    status = cli_main([str(arg) for arg in argv])
+    return status, capsys.readouterr().err
+
+
+def by_row(path):
+    return {record["row"]: record for record in map(json.loads, path.read_text().splitlines())}
+
+
+def test_evaluate_through_the_server_gives_the_local_completions_and_metrics(
+    capsys, served, lively_model_dir, tmp_path
+):
+    data = write_pairwise(tmp_path / "pairwise.parquet", [-3, 2, -1, 1])
+    local, endpoint = tmp_path / "local", tmp_path / "endpoint"
+    status, err = run_cli(capsys, ["evaluate", *evaluate_command(data, local, lively_model_dir)])
+    assert status == 0, err
+    server_judge = ["--base-url", served.base_url, "--model", lively_model_dir, "--concurrency", 4]
+    status, err = run_cli(capsys, ["evaluate", *evaluate_command(data, endpoint, *server_judge)])
+    assert status == 0, err
+    local_rows, endpoint_rows = by_row(local / "predictions.jsonl"), by_row(endpoint / "predictions.jsonl")
+    assert sorted(local_rows) == sorted(endpoint_rows) == list(range(8))
+    for row, record in local_rows.items():  # the server trims the whitespace around the message (see above)
+        assert endpoint_rows[row]["completion"] == record["completion"].strip()
+        assert {key: value for key, value in endpoint_rows[row].items() if key != "completion"} == {
+            key: value for key, value in record.items() if key != "completion"
+        }
+    local_metrics = json.loads((local / "metrics.json").read_text())
+    endpoint_metrics = json.loads((endpoint / "metrics.json").read_text())
+    assert local_metrics == endpoint_metrics and str(lively_model_dir) in local_metrics["metrics"]
+
+
+def test_a_server_killed_mid_evaluation_then_restarted_the_rerun_completes_every_row_exactly_once(
+    lively_model_dir, tmp_path
+):
+    data = write_pairwise(tmp_path / "pairwise.parquet", [-3, 2, -1, 1, 3, -2])  # 12 rows
+    output = tmp_path / "eval"
+    with TransformersServe(lively_model_dir, log_dir=tmp_path) as server:
+        server_judge = ["--base-url", server.base_url, "--model", lively_model_dir, "--concurrency", 2]
+        command = [sys.executable, "-m", "judge_sft.cli", "evaluate", "--retries", "1"]
+        command += [str(arg) for arg in evaluate_command(data, output, *server_judge)]
+        evaluation = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = output / "predictions.jsonl"
+        deadline = time.monotonic() + 300
+        while not (log.is_file() and len(log.read_text().splitlines()) >= 4) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server.kill()
+        _, err = evaluation.communicate(timeout=120)
+    assert evaluation.returncode == 1
+    done_before = by_row(log)
+    assert 4 <= len(done_before) < 12 and len(log.read_text().splitlines()) == len(done_before)
+    failed = min(set(range(12)) - set(done_before))
+    assert err.splitlines()[-1] == (
+        f"judge-sft evaluate: error: {server.base_url}/chat/completions: no answer for row {failed} after 2 tries "
+        "(ConnectError: [Errno 111] Connection refused); is the server up at --base-url?"
+    )
+    with TransformersServe(lively_model_dir, log_dir=tmp_path, port=server.port):
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = [record["row"] for record in map(json.loads, log.read_text().splitlines())]
+    assert sorted(rows) == list(range(12))  # every row exactly once
+    assert {row: by_row(log)[row] for row in done_before} == done_before  # the rows done before were kept as they were
+    assert json.loads((output / "metrics.json").read_text())["rows"] == 12

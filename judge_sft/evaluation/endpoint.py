@@ -40,7 +40,7 @@ class EndpointGenerator:
         self.model, self.concurrency, self.retries = model, concurrency, retries
         self.timeout, self.max_new_tokens, self.backoff = timeout, max_new_tokens, backoff
         self.chat_template_kwargs = chat_template_kwargs  # e.g. {"enable_thinking": False}; None: the template's own
-        self.label = label or f"{model} @ {base_url}"
+        self.label = label or model  # not the URL: a rerun against the server restarted elsewhere resumes
 
     def body(self, messages):
         body = {
