@@ -7,6 +7,7 @@ its end-of-turn token within them), so rows/s compare like with like.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -73,12 +74,14 @@ def main():
     parser.add_argument("--skip", choices=("endpoint", "local"), action="append", default=[])
     args = parser.parse_args()
     prompts = [conversation(index, 1)[:-1] for index in range(args.rows)]
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = Path(build_tiny_model(Path(scratch) / "tiny"))
         if "endpoint" not in args.skip:
             endpoint(model_dir, prompts, args, scratch)
         if "local" not in args.skip:
             local(model_dir, prompts, args)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":
