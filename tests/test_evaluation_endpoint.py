@@ -1,6 +1,6 @@
 """EndpointGenerator (judge_sft/evaluation/endpoint.py) against a real OpenAI-compatible server, `transformers serve`
 on loopback (tests/serve_server.py), and against loopback stand-ins that fail on purpose (503s, 400, nothing
-listening)."""
+listening). The tests that start, kill and restart their own servers are marked `launch`."""
 
 import json
 import subprocess
@@ -162,6 +162,7 @@ def test_an_unreachable_server_is_one_line_naming_the_url_after_the_retries():
     )
 
 
+@pytest.mark.launch  # starts and kills its own servers (minutes on a busy machine)
 def test_a_server_killed_mid_run_yields_every_row_completed_before_then_one_line(lively_model_dir, tmp_path):
     reference = dict(enumerate(greedy_reference(lively_model_dir, PROMPTS)))
     completed = []
@@ -222,6 +223,7 @@ def test_evaluate_through_the_server_gives_the_local_completions_and_metrics(
     assert local_metrics == endpoint_metrics and str(lively_model_dir) in local_metrics["metrics"]
 
 
+@pytest.mark.launch  # starts and kills its own servers (minutes on a busy machine)
 def test_a_server_killed_mid_evaluation_then_restarted_the_rerun_completes_every_row_exactly_once(
     lively_model_dir, tmp_path
 ):
