@@ -162,6 +162,12 @@ def test_an_unreachable_server_is_one_line_naming_the_url_after_the_retries():
     )
 
 
+def test_a_base_url_without_its_scheme_is_refused_before_any_request():
+    with pytest.raises(JudgeSFTError) as raised:
+        EndpointGenerator("localhost:8000/v1", "judge")
+    assert str(raised.value) == "--base-url localhost:8000/v1: expected http://HOST:PORT/v1 (or https://)"
+
+
 @pytest.mark.launch  # starts and kills its own servers (minutes on a busy machine)
 def test_a_server_killed_mid_run_yields_every_row_completed_before_then_one_line(lively_model_dir, tmp_path):
     reference = dict(enumerate(greedy_reference(lively_model_dir, PROMPTS)))

@@ -36,6 +36,8 @@ class EndpointGenerator:
         chat_template_kwargs=None,
         backoff=1.0,
     ):
+        if not base_url.startswith(("http://", "https://")):
+            raise JudgeSFTError(f"--base-url {base_url}: expected http://HOST:PORT/v1 (or https://)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.concurrency, self.retries = model, concurrency, retries
         self.timeout, self.max_new_tokens, self.backoff = timeout, max_new_tokens, backoff
