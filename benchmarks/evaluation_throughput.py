@@ -1,9 +1,10 @@
 """Judge evaluation throughput on the tiny Qwen3 (CPU): the endpoint backend at concurrency 1 against 8, talking to
 `transformers serve` with and without `--continuous-batching`, and the local backend batched against one row at a
 time. Every configuration completes the same prompts with the same number of new tokens (the tiny model never emits
-its end-of-turn token within them), so rows/s compare like with like.
+its end-of-turn token within them), so rows/s compare like with like. The configurations take turns within each
+repeat (both servers up throughout), so a machine whose load drifts slows them alike; the median of the repeats.
 
-    .venv/bin/python benchmarks/evaluation_throughput.py --rows 8 --new-tokens 32 --repeats 3
+    .venv/bin/python benchmarks/evaluation_throughput.py --rows 8 --new-tokens 32 --repeats 5
 """
 
 import argparse
@@ -12,6 +13,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,65 +25,59 @@ from serve_server import SMALL_CB_CACHE, TransformersServe  # noqa: E402
 from judge_sft.evaluation.endpoint import EndpointGenerator  # noqa: E402
 from judge_sft.tiny_model import build_tiny_model  # noqa: E402
 
-
-def rows_per_second(generator, prompts, repeats):
-    """The median over `repeats` runs of len(prompts) / seconds, after one warm-up run."""
-    list(generator.complete(enumerate(prompts)))
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        done = list(generator.complete(enumerate(prompts)))
-        rates.append(len(done) / (time.perf_counter() - start))
-    return statistics.median(rates)
+SERVERS = {"transformers serve": [], "transformers serve --continuous-batching": SMALL_CB_CACHE}
 
 
-def endpoint(model_dir, prompts, args, log_dir):
-    results = {}
-    for server_name, options in (
-        ("transformers serve", []),
-        ("transformers serve --continuous-batching", SMALL_CB_CACHE),
-    ):
-        with TransformersServe(model_dir, *options, log_dir=log_dir) as server:
-            for concurrency in (1, 8):
-                generator = EndpointGenerator(
-                    server.base_url, str(model_dir), concurrency=concurrency, max_new_tokens=args.new_tokens
-                )
-                results[(server_name, concurrency)] = rate = rows_per_second(generator, prompts, args.repeats)
-                print(f"{server_name}, concurrency {concurrency}: {rate:.2f} rows/s", flush=True)
-        print(f"  ratio 8 / 1: {results[(server_name, 8)] / results[(server_name, 1)]:.2f}x", flush=True)
-    return results
+def endpoint_run(server, model_dir, prompts, concurrency, new_tokens):
+    generator = EndpointGenerator(server.base_url, str(model_dir), concurrency=concurrency, max_new_tokens=new_tokens)
+    return lambda: list(generator.complete(enumerate(prompts)))
 
 
-def local(model_dir, prompts, args):
-    try:
-        from judge_sft.evaluation.local import LocalGenerator
-    except ModuleNotFoundError:
-        print("local: judge_sft/evaluation/local.py is not on this branch")
-        return
-    rates = {}
-    for batch_size in (1, len(prompts)):
-        generator = LocalGenerator(str(model_dir), batch_size=batch_size, max_new_tokens=args.new_tokens)
-        rates[batch_size] = rows_per_second(generator, prompts, args.repeats)
-        print(f"local, batch size {batch_size}: {rates[batch_size]:.2f} rows/s", flush=True)
-    print(f"  ratio batched / one at a time: {rates[len(prompts)] / rates[1]:.2f}x", flush=True)
+def local_run(model_dir, prompts, batch_size, new_tokens):
+    """LocalGenerator's own rendering and batched `generate`, the model loaded once (complete() loads it per call)."""
+    from judge_sft.evaluation.local import LocalGenerator
+
+    generator = LocalGenerator(str(model_dir), batch_size=batch_size, max_new_tokens=new_tokens)
+    model, ids = generator.load_model(), [generator.prompt_ids(prompt) for prompt in prompts]
+    return lambda: [text for start in range(0, len(ids), batch_size) for text in generator.generate(model, ids[start : start + batch_size])]  # fmt: skip
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip", choices=("endpoint", "local"), action="append", default=[])
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     prompts = [conversation(index, 1)[:-1] for index in range(args.rows)]
-    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as servers:
         model_dir = Path(build_tiny_model(Path(scratch) / "tiny"))
-        if "endpoint" not in args.skip:
-            endpoint(model_dir, prompts, args, scratch)
-        if "local" not in args.skip:
-            local(model_dir, prompts, args)
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}", flush=True)
+        runs = {}
+        for name, options in SERVERS.items():
+            server = servers.enter_context(TransformersServe(model_dir, *options, log_dir=scratch))
+            for concurrency in (1, args.rows):
+                runs[f"{name}, concurrency {concurrency}"] = endpoint_run(
+                    server, model_dir, prompts, concurrency, args.new_tokens
+                )
+        for batch_size in (1, args.rows):
+            runs[f"local, batch size {batch_size}"] = local_run(model_dir, prompts, batch_size, args.new_tokens)
+        print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+        for run in runs.values():  # warm-up: the first request of a server, the first generate of a model
+            run()
+        rates = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                rates[name].append(args.rows / (time.perf_counter() - start))
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}", flush=True)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    for name, values in rates.items():
+        print(f"{name}: {median[name]:.2f} rows/s (runs: {', '.join(f'{value:.2f}' for value in values)})")
+    for name in SERVERS:
+        ratio = median[f"{name}, concurrency {args.rows}"] / median[f"{name}, concurrency 1"]
+        print(f"{name}: concurrency {args.rows} / 1 = {ratio:.2f}x")
+    ratio = median[f"local, batch size {args.rows}"] / median["local, batch size 1"]
+    print(f"local: batch size {args.rows} / 1 = {ratio:.2f}x")
 
 
 if __name__ == "__main__":
