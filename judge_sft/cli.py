@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "train a recipe: check it against the launch, then run accelerate's launcher on judge_sft.run",
     "plot": "train/val loss and lr against step, from a run's trainer_state.json, as a PNG",
     "samples": "a run's eval samples: each prompt, its reference and the model's completion side by side",
+    "evaluate": "how well judges judge: their verdicts on a judge Parquet against its human labels, side by side",
     "push": "push an output or checkpoint directory to the Hugging Face Hub, with its model card",
     "merge": "merge a LoRA run's adapters into its base model: a plain model any server loads",
     "fix-template": "remove the training-only generation tags from a saved chat template, so every server loads it",

@@ -18,6 +18,7 @@ from judge_sft import patches
 from judge_sft.data.messages import open_messages, resolve_train_on
 from judge_sft.data.tokenization import describe_drops, tokenize_dataset
 from judge_sft.errors import JudgeSFTError
+from judge_sft.evaluation.during_training import sample_judge
 from judge_sft.hub.upload import apply_hub_defaults
 from judge_sft.planning.doctor import check_before_training
 from judge_sft.planning.memory_model import GB
@@ -199,7 +200,8 @@ def main(argv=None):
         optimizer_cls_and_kwargs=optimizer,
     )
     if samples:
-        trainer.add_callback(EvalSamples(trainer, samples, judge_args.eval_samples_max_new_tokens))
+        judge = sample_judge(judge_args)
+        trainer.add_callback(EvalSamples(trainer, samples, judge_args.eval_samples_max_new_tokens, judge))
     last_checkpoint = last_complete_checkpoint(training_args.output_dir)
     if last_checkpoint:
         logger.info(f"resuming from {last_checkpoint}")

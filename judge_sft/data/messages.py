@@ -87,6 +87,12 @@ def read_conversations(path, messages_key=MESSAGES_COLUMN):
     return [messages for _, messages in iter_conversations(path, messages_key)]
 
 
+def split_at_final_answer(messages):
+    """(messages before the final assistant message, that message), or None when the row has no assistant message."""
+    finals = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
+    return (messages[: finals[-1]], messages[finals[-1]]) if finals else None
+
+
 def is_messages_type(column_type: pa.DataType) -> bool:
     """list (or large_list) of structs holding string `role` and `content` fields; extra fields are allowed."""
     if not (pa.types.is_list(column_type) or pa.types.is_large_list(column_type)):

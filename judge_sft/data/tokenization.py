@@ -81,6 +81,15 @@ def tokenize_messages(messages, tokenizer, chat_template, max_length, train_on, 
     }
 
 
+def tokenize_prompt(prompt, tokenizer):
+    """A prompt (a conversation's messages before the answer) -> the token ids a judge completes, as inference renders
+    them: the tokenizer's chat template with the generation prompt and no other option. Training's trained span starts
+    right after `<|im_start|>assistant\n` and holds the model's own (empty) `<think>` block, so `enable_thinking` is
+    left unset: these ids are exactly the context tokens of the same conversation in `tokenize_messages`."""
+    encoded = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+    return list(encoded["input_ids"])
+
+
 def tokenize_dataset(
     dataset,
     tokenizer,

@@ -1,5 +1,5 @@
-"""The model card (README.md) of an output or checkpoint directory: base model, results and loss curve, data and its
-licence, the resolved recipe, framework versions. Written by the trainer at every save and by `judge-sft push`."""
+"""The model card (README.md) of an output or checkpoint directory: base model, results and loss curve, judge evaluation,
+data and its licence, the resolved recipe, framework versions. Written by the trainer at every save and by `judge-sft push`."""
 
 import json
 from importlib.metadata import PackageNotFoundError, version
@@ -12,10 +12,11 @@ from huggingface_hub import ModelCard, ModelCardData
 from judge_sft import __version__
 from judge_sft.data.stats import stats_beside
 from judge_sft.data.tokenization import describe_drops
+from judge_sft.evaluation.card_section import evaluation_section
 from judge_sft.hub.base_model import base_model_of, is_hub_id, read_adapter_config
 from judge_sft.train.checkpoints import TRAINER_STATE_NAME
 from judge_sft.train.inference_template import SERVERS, TEMPLATE_NAME, engines
-from judge_sft.train.loss_curve import plot_losses
+from judge_sft.train.loss_curve import JUDGE_METRICS, plot_losses
 from judge_sft.train.sample_files import markdown_table, read_samples, sample_steps, samples_path
 from judge_sft.train.saved_recipe import load_data_rows, load_recipe
 
@@ -71,6 +72,10 @@ def results_section(log_history, plot_name):
         lines.append(f"| final train loss | {train_loss:.4f} | {train_step} |")
     if val_loss is not None:
         lines.append(f"| final val loss | {val_loss:.4f} | {val_step} |")
+    for name in JUDGE_METRICS:  # eval_judge: the verdicts of the eval samples against their labels
+        value, step = last_logged(log_history, f"eval_judge_{name}")
+        if value is not None:
+            lines.append(f"| final val/judge_{name} (eval samples) | {value:.4f} | {step} |")
     lines.append("")
     if plot_name:
         lines += [f"![Train and val loss against step]({plot_name})", ""]
@@ -227,6 +232,7 @@ def model_card(folder, repo_id=None, plot_name=None):
         "",
         *serve_section(folder, repo_id, base_model),
         *results_section(state.get("log_history", []), plot_name),
+        *evaluation_section(folder),
         *samples_section(folder),
         *data_section(recipe, stats, load_data_rows(folder)),
         "## Recipe",

@@ -15,6 +15,7 @@ import torch
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from judge_sft.errors import JudgeSFTError
+from judge_sft.evaluation.during_training import check_eval_judge
 from judge_sft.hub.base_model import HUB_ID
 from judge_sft.train.launch import (
     CPU_OFFLOAD_MODES,
@@ -86,6 +87,13 @@ class JudgeArguments:
     )
     eval_samples_max_new_tokens: int = field(
         default=256, metadata={"help": "the most tokens each eval sample completion may have"}
+    )
+    eval_judge: bool = field(
+        default=False,
+        metadata={
+            "help": "at every evaluation, score the eval samples' verdicts against the judge val_file's labels: "
+            "val/judge_accuracy (pairwise) or val/judge_mae and val/judge_spearman (pointwise), val/judge_parse_rate"
+        },
     )
     skip_doctor: bool = field(
         default=False,
@@ -215,6 +223,7 @@ def parse_recipe(argv, for_launch=True):
         raise JudgeSFTError(
             f"recipe: eval_samples_max_new_tokens must be 1 or more, not {judge_args.eval_samples_max_new_tokens}"
         )
+    check_eval_judge(judge_args)
     check_stop_settings(judge_args, training_args)
     if for_launch and names_gradient_accumulation(argv):
         batch = plan_batch(

@@ -11,6 +11,8 @@ from judge_sft.train.checkpoints import TRAINER_STATE_NAME, last_complete_checkp
 
 PLOT_NAME = "loss_curve.png"
 MARKERS_UP_TO = 60  # points per series; beyond that markers only clutter the line
+# eval_judge's metrics (evaluation/during_training.py), drawn in a companion panel under the losses when logged
+JUDGE_METRICS = {"accuracy": "tab:green", "parse_rate": "tab:purple", "mae": "tab:red", "spearman": "tab:brown"}
 
 
 def find_trainer_state(output_dir):
@@ -53,7 +55,10 @@ def curves(history):
             if "step" in entry and any(key in entry for key in keys)
         ]
 
-    return {"train/loss": points("loss"), "val/loss": points("eval_loss"), "train/lr": points("lr", "learning_rate")}
+    series = {"train/loss": points("loss"), "val/loss": points("eval_loss"), "train/lr": points("lr", "learning_rate")}
+    for name in JUDGE_METRICS:
+        series[f"val/judge_{name}"] = points(f"eval_judge_{name}")
+    return series
 
 
 def draw(series, title, png_path):
@@ -63,7 +68,14 @@ def draw(series, title, png_path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=110, layout="constrained")
+    judged = [name for name in JUDGE_METRICS if series.get(f"val/judge_{name}")]
+    if judged:
+        figure, (loss_axis, judge_axis) = plt.subplots(
+            2, 1, figsize=(8, 7), dpi=110, layout="constrained", sharex=True, height_ratios=(3, 2)
+        )
+        draw_judge_metrics(judge_axis, series, judged)
+    else:
+        figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=110, layout="constrained")
     lines = []
     for name, color in (("train/loss", "tab:blue"), ("val/loss", "tab:orange")):
         if series[name]:
@@ -88,6 +100,15 @@ def draw(series, title, png_path):
     figure.savefig(png, format="png")
     plt.close(figure)
     write_atomically(png_path, png.getvalue())  # never a half-written PNG where the model card points
+
+
+def draw_judge_metrics(axis, series, judged):
+    for name in judged:
+        axis.plot(*zip(*series[f"val/judge_{name}"]), color=JUDGE_METRICS[name], marker="o", markersize=3, label=name)
+    axis.set_xlabel("step")
+    axis.set_ylabel("val/judge_*")
+    axis.grid(alpha=0.3)
+    axis.legend(frameon=False, fontsize="small")
 
 
 def plot_losses(output_dir, png_path=None):

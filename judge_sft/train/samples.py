@@ -15,7 +15,8 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-from judge_sft.data.messages import iter_conversations
+from judge_sft.data.messages import iter_conversations, split_at_final_answer
+from judge_sft.data.tokenization import tokenize_prompt
 from judge_sft.train.sample_files import SAMPLES_DIR, markdown_table, prompt_text, write_samples
 
 logger = logging.getLogger("judge_sft")
@@ -32,12 +33,6 @@ class SamplePrompt:
     input_ids: list  # the prompt rendered as inference renders it: training template, add_generation_prompt=True
 
 
-def split_at_final_answer(messages):
-    """(messages before the final assistant message, that message), or None when the row has no assistant message."""
-    finals = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
-    return (messages[: finals[-1]], messages[finals[-1]]) if finals else None
-
-
 def sample_prompts(judge_args, tokenizer, max_length):
     """The first `eval_samples` rows of the val file as prompts. A row whose prompt alone exceeds `max_length` is
     skipped (and counted in the log), never truncated: the model never saw such a prompt whole."""
@@ -50,8 +45,7 @@ def sample_prompts(judge_args, tokenizer, max_length):
         if split is None:  # an invalid row (doctor's data check names it at start-up): nothing to complete
             continue
         prompt, reference = split
-        input_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
-        input_ids = list(input_ids["input_ids"])
+        input_ids = tokenize_prompt(prompt, tokenizer)
         if max_length is not None and len(input_ids) > max_length:
             too_long.append(f"{row} ({len(input_ids)} tokens)")
             continue
@@ -127,10 +121,11 @@ def report(trainer, step, records):
 
 class EvalSamples(TrainerCallback):
     """After every evaluation (also the one after the last step): the sample completions, written and reported by the
-    main process, and `val/samples_seconds`, the time generation took."""
+    main process, `val/samples_seconds`, the time generation took, and with `judge` (eval_judge,
+    evaluation/during_training.py) the judge metrics of the completions."""
 
-    def __init__(self, trainer, prompts, max_new_tokens):
-        self.trainer, self.prompts, self.max_new_tokens = trainer, prompts, max_new_tokens
+    def __init__(self, trainer, prompts, max_new_tokens, judge=None):
+        self.trainer, self.prompts, self.max_new_tokens, self.judge = trainer, prompts, max_new_tokens, judge
 
     def on_evaluate(self, args, state, control, **kwargs):
         start = time.perf_counter()
@@ -149,4 +144,7 @@ class EvalSamples(TrainerCallback):
         if self.trainer.is_world_process_zero():
             write_samples(args.output_dir, state.global_step, records)
             report(self.trainer, state.global_step, records)
-        self.trainer.log({SECONDS_METRIC: round(seconds, 3)})
+        metrics = {SECONDS_METRIC: round(seconds, 3)}
+        if self.judge is not None:  # every rank has every completion: the same values, logged by the main process
+            metrics.update(self.judge.metrics([prompt.row for prompt in self.prompts], completions))
+        self.trainer.log(metrics)
