@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 CONSTRAINTS ?= constraints.txt
 export JUDGE_SFT_CONSTRAINTS := $(CONSTRAINTS)
 
-.PHONY: setup test lint format demo constraints clean gpu-wheels
+.PHONY: setup test lint format demo demo-judge constraints clean gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,23 @@ demo: setup
 	@echo "Checkpoints:        demo_output/model/checkpoint-*"
 	@echo "Loss curve:         demo_output/model/loss_curve.png"
 	@echo "TensorBoard logs:   demo_output/model/runs"
+
+# A pairwise judge (docs/judges.md) end to end: the bundled preference sample, both orders, the tiny model, offline.
+demo-judge: setup
+	$(BIN)/judge-sft prepare-data --task pairwise --input judge_sft/data/helpsteer2_preference_sample.jsonl \
+		--output-dir demo_output/judge_data --overwrite
+	$(BIN)/judge-sft validate-data demo_output/judge_data/train.parquet demo_output/judge_data/val.parquet
+	$(BIN)/judge-sft tiny-model demo_output/tiny-qwen3
+	$(BIN)/judge-sft inspect-data demo_output/judge_data/train.parquet --tokenizer demo_output/tiny-qwen3 --limit 1 \
+		--color never
+	rm -rf demo_output/judge_model
+	$(BIN)/judge-sft train recipes/tiny_cpu.yaml --accelerate-config cpu_zero3_2proc \
+		--train_file demo_output/judge_data/train.parquet --val_file demo_output/judge_data/val.parquet \
+		--output_dir demo_output/judge_model --eval_samples 2
+	$(BIN)/judge-sft samples demo_output/judge_model
+	@echo
+	@echo "Judge data:         demo_output/judge_data/{train,val}.parquet, stats.json (labels, A/B balance, strengths)"
+	@echo "Trained judge:      demo_output/judge_model (the tiny model: its verdicts are noise; the path is the point)"
 
 # After a green `make clean test CONSTRAINTS=`: pin what just passed.
 constraints: setup

@@ -15,6 +15,12 @@ TEXT_COLUMNS = ("prompt", "response")
 SCORE_COLUMNS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 COLUMNS = TEXT_COLUMNS + SCORE_COLUMNS
 MIN_SCORE, MAX_SCORE = 0, 4
+PREFERENCE_MARKERS = ("response_1", "response_2", "preference_strength")  # preference/preference.jsonl.gz
+
+
+def where(name: str, source_row: int) -> str:
+    """`FILE line N` (JSONL: 1-based lines) or `NAME row N` (Parquet and Hub: 0-based rows)."""
+    return f"{name} {'line' if name.endswith(('.jsonl', '.jsonl.gz')) else 'row'} {source_row}"
 
 
 class Row(NamedTuple):
@@ -35,6 +41,7 @@ def row_from_json(line: bytes, where: str, source_row: int) -> Row:
         raise JudgeSFTError(f"{where}: expected a JSON object, got {type(record).__name__}")
     missing = [column for column in COLUMNS if column not in record]
     if missing:
+        preference_file_error(where, list(record))
         raise JudgeSFTError(f"{where}: missing column {missing[0]!r}")
     return checked_row(record, where, source_row)
 
@@ -121,4 +128,14 @@ def checked_row(record: dict, where: str, source_row: int) -> Row:
 def check_columns(name: str, present) -> None:
     missing = [column for column in COLUMNS if column not in present]
     if missing:
+        preference_file_error(name, list(present))
         raise JudgeSFTError(f"{name}: missing column {missing[0]!r} (columns: {', '.join(present)})")
+
+
+def preference_file_error(name: str, present) -> None:
+    """A HelpSteer2 preference file given where the main files belong: say so, and which task reads it."""
+    if all(column in present for column in PREFERENCE_MARKERS):
+        raise JudgeSFTError(
+            f"{name}: columns {', '.join(present)} are a HelpSteer2 preference file, not rated responses; "
+            "use --task pairwise"
+        )

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from judge_sft.data import helpsteer2
 from judge_sft.data.helpsteer2 import SCORE_COLUMNS
+from judge_sft.data.helpsteer2_rows import where
 from judge_sft.data.messages import MESSAGES_COLUMN, MESSAGES_TYPE, TRAIN_ON_FINAL, TRAIN_ON_METADATA_KEY
 from judge_sft.data.stats import STATS_NAME, InputCount, PrepareOptions, PrepareStats, SplitCount
 from judge_sft.errors import JudgeSFTError
@@ -42,6 +43,7 @@ class Options:
     one_per_prompt: bool = False
     sample: int | None = None
     seed: int = 0
+    empty_text_is_error: bool = False  # judge tasks: a judge must not learn to grade an empty response
 
 
 def prepare_data(inputs, from_hub, output_dir: Path, mins, maxs, options: Options, overwrite=False) -> PrepareStats:
@@ -112,7 +114,7 @@ def select_examples(sources, bounds: list[Bound], options: Options) -> tuple[dic
             source.rows(), total=source.num_rows, desc=source.name, unit=" rows", file=sys.stderr, disable=None
         ):
             counts["read"] += 1
-            example, reason = _screen(row, source.name, bounds, options.keep_malformed, seen_pairs, counts)
+            example, reason = _screen(row, source.name, bounds, options, seen_pairs, counts)
             if reason:
                 dropped[reason] += 1
             else:
@@ -133,15 +135,18 @@ def select_examples(sources, bounds: list[Bound], options: Options) -> tuple[dic
     return by_split, _stats(sources, by_split, dropped, counts, bounds, options, has_val_files)
 
 
-def _screen(row, source_name, bounds, keep_malformed, seen_pairs, counts):
+def _screen(row, source_name, bounds, options, seen_pairs, counts):
     """(Example, None) for a row that passes the per-row checks, else (None, drop reason)."""
     try:
         messages = helpsteer2.split_turns(row.prompt, row.response)
         counts["multi_turn_read"] += len(messages) > 2
     except helpsteer2.MalformedTurns:
         if helpsteer2.is_blank(row.prompt) or helpsteer2.is_blank(row.response):
+            if options.empty_text_is_error:
+                empty = "prompt" if helpsteer2.is_blank(row.prompt) else "response"
+                raise JudgeSFTError(f"{where(source_name, row.source_row)}: {empty} is empty ({getattr(row, empty)!r})")
             return None, "empty_text"
-        if not keep_malformed:
+        if not options.keep_malformed:
             return None, "malformed_turns"
         messages = helpsteer2.single_turn(row.prompt, row.response)
         counts["malformed_kept"] += 1
@@ -197,8 +202,8 @@ def _drop(examples, drop_mask, dropped: Counter, reason: str) -> list:
 # ---------------------------------------------------------------------------------------------------- score bounds
 
 
-def score_bounds(mins, maxs) -> list[Bound]:
-    low = {**DEFAULT_MIN, **dict(mins)}
+def score_bounds(mins, maxs, defaults=DEFAULT_MIN) -> list[Bound]:
+    low = {**defaults, **dict(mins)}
     high = dict(maxs)
     bounds = []
     for index, attribute in enumerate(SCORE_COLUMNS):

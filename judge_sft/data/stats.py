@@ -43,6 +43,7 @@ class PrepareStats:
     duplicates: int
     splits: dict  # split -> SplitCount
     options: PrepareOptions
+    judge: dict | None = None  # --task pointwise|pairwise: task, format, label counts per split (absent otherwise)
 
     def where_rows_went(self) -> str:
         """'of 3 rows read, correctness<4 dropped 2, ...', for the error when no train row is left."""
@@ -52,7 +53,10 @@ class PrepareStats:
         return f"of {self.rows_read} rows read, {', '.join(went)}"
 
     def write(self, path):
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        fields = asdict(self)
+        if fields["judge"] is None:
+            del fields["judge"]
+        Path(path).write_text(json.dumps(fields, indent=2) + "\n")
 
     @classmethod
     def read(cls, path):

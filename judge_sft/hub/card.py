@@ -120,6 +120,11 @@ def data_section(recipe, stats, data_rows=None):
             f"- filters: {', '.join(filters) or 'none'}; val split: {options.val_split}; "
             f"one per prompt: {options.one_per_prompt}; sample: {options.sample}",
             f"- inputs: {', '.join(source.source for source in stats.inputs)}",
+            *(
+                [f"- judge training set: `--task {stats.judge['task']}`, format {stats.judge['format']}"]
+                if stats.judge
+                else []
+            ),
             "",
             f"**Data licence:** [HelpSteer2]({HELPSTEER2['url']}) is released under {HELPSTEER2['license']}; "
             "models trained on it must credit NVIDIA's HelpSteer2 dataset.",
