@@ -8,7 +8,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import write_messages
+from conftest import REPO, write_messages
 from judge_files import write_completions, write_pairwise, write_pointwise
 
 from judge_sft.cli import main
@@ -338,3 +338,31 @@ def test_a_hub_id_not_in_the_cache_offline_is_one_line(capsys, tmp_path, pairwis
         "judge-sft evaluate: error: judge-sft-tests/no-such-judge: no such local directory, and not in the Hub cache "
         "(HF_HUB_OFFLINE is set)\n",
     )
+
+
+def test_a_pairwise_file_prepare_data_wrote_is_evaluated_from_predictions(capsys, tmp_path):
+    sample = REPO / "judge_sft" / "data" / "helpsteer2_preference_sample.jsonl"
+    assert (
+        run(capsys, "prepare-data", "--task", "pairwise", "--input", sample, "--output-dir", tmp_path / "judge")[0] == 0
+    )
+    val = tmp_path / "judge" / "val.parquet"
+    rows = pq.read_table(val).to_pylist()
+    # the reference verdicts prepare-data wrote, read back by evaluate's parser; row 0's letter swapped
+    completions = {row: record["messages"][-1]["content"] for row, record in enumerate(rows)}
+    swapped = {"A": "B", "B": "A"}[rows[0]["label"]]
+    completions[0] = completions[0].replace(f"<better>{rows[0]['label']}</better>", f"<better>{swapped}</better>")
+    source = write_completions(tmp_path / "references.jsonl", completions)
+    output = tmp_path / "eval"
+
+    status, _, err = run(capsys, "evaluate", "--data", val, "--predictions", source, "--output", output)
+
+    assert status == 0, err
+    metrics = json.loads((output / "metrics.json").read_text())["metrics"][str(source)]
+    assert metrics["parse_failure_rate"]["value"] == 0.0
+    assert (metrics["accuracy"]["value"], metrics["accuracy"]["n"]) == (pytest.approx(1 - 1 / len(rows)), len(rows))
+    pairs = len({record["pair_id"] for record in rows})
+    assert metrics["both_orders_correct"] == {
+        **metrics["both_orders_correct"],
+        "value": pytest.approx(1 - 1 / pairs),
+        "n": pairs,
+    }
