@@ -30,12 +30,7 @@ def add_arguments(parser):
 
 
 def endpoint_generator(args):
-    try:
-        from judge_sft.evaluation.endpoint import EndpointGenerator
-    except ModuleNotFoundError as error:
-        if error.name != "judge_sft.evaluation.endpoint":
-            raise
-        raise JudgeSFTError("--base-url: this judge-sft has no endpoint backend (judge_sft/evaluation/endpoint.py)")
+    from judge_sft.evaluation.endpoint import EndpointGenerator  # httpx only when a server is asked for
     return EndpointGenerator(
         args.base_url, args.served_model, args.concurrency, args.timeout, args.retries, args.max_new_tokens
     )

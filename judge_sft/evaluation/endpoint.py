@@ -2,7 +2,7 @@
 chat-completion requests, the server rendering each prompt with the chat template it serves. A request is retried with
 exponential backoff on a connection error, a timeout, 429 or 5xx; any other answer, or a server still failing after
 the retries, stops the run with one line naming the URL, once the requests in flight have come back, so every row
-completed before is yielded (and kept by the predictions log). docs/evaluation_endpoints.md shows the servers."""
+completed before is yielded (and kept by the predictions log). docs/evaluation.md#through-a-server---base-url shows the servers."""
 
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
