@@ -31,6 +31,7 @@ def add_arguments(parser):
 
 def endpoint_generator(args):
     from judge_sft.evaluation.endpoint import EndpointGenerator  # httpx only when a server is asked for
+
     return EndpointGenerator(
         args.base_url, args.served_model, args.concurrency, args.timeout, args.retries, args.max_new_tokens
     )
