@@ -33,8 +33,8 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
 # tests/test_training.py::test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run; with bf16_kahan,
 # by test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run below.
 @pytest.mark.parametrize("mode", ["optimizer", "all"])
-def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir, small_data, mode):
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
+def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, small_vocab_model_dir, small_data, mode):
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
     config = cpu_config(tmp_path, offload=mode)
     launch(recipe, config=config)
     assert read_state(tmp_path / "out" / "checkpoint-2")["global_step"] == 2
@@ -48,8 +48,12 @@ def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir
     ]
 
 
-def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(tmp_path, tiny_model_dir, small_data):
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload="optimizer", max_steps=2, **SETTINGS)
+def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(
+    tmp_path, small_vocab_model_dir, small_data
+):
+    recipe = tiny_recipe(
+        tmp_path, small_vocab_model_dir, small_data[0], cpu_offload="optimizer", max_steps=2, **SETTINGS
+    )
     result = launch(recipe, config=cpu_config(tmp_path, offload="all"), check=False)
     assert result.returncode != 0
     errors = [line for line in result.stdout.splitlines() if line.startswith("judge-sft run: error:")]
@@ -61,12 +65,12 @@ def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(tmp
     assert not (tmp_path / "out" / "checkpoint-2").exists()
 
 
-def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, small_data):
+def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(tmp_path, small_vocab_model_dir, small_data):
     config = cpu_config(tmp_path, mixed_precision="bf16")
     runs = {}
     for name in ("uninterrupted", "killed"):
         (tmp_path / name).mkdir()
-        runs[name] = tiny_recipe(tmp_path / name, tiny_model_dir, small_data[0], max_steps=4, **SETTINGS, **BF16)
+        runs[name] = tiny_recipe(tmp_path / name, small_vocab_model_dir, small_data[0], max_steps=4, **SETTINGS, **BF16)
     launch(runs["uninterrupted"], config=config)
 
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
@@ -104,10 +108,10 @@ def assert_bf16_states_with_kahan_buffer(checkpoint):
     )
 
 
-def test_bf16_kahan_trains_lora_adapters(tmp_path, tiny_model_dir, small_data):
+def test_bf16_kahan_trains_lora_adapters(tmp_path, small_vocab_model_dir, small_data):
     recipe = tiny_recipe(
         tmp_path,
-        tiny_model_dir,
+        small_vocab_model_dir,
         small_data[0],
         use_peft=True,
         lora_r=4,

@@ -179,24 +179,24 @@ def run(directory, model_dir, val_rows, **overrides):
 
 
 @pytest.fixture(scope="module")
-def sp1_run(tmp_path_factory, tiny_model_dir):
+def sp1_run(tmp_path_factory, small_vocab_model_dir):
     """sp_size 1 with wandb and tensorboard; val row 0's prompt alone is longer than max_length."""
     directory = tmp_path_factory.mktemp("sp1")
-    return run(directory, tiny_model_dir, lambda rows: [TOO_LONG, *rows], report_to=["wandb", "tensorboard"])
+    return run(directory, small_vocab_model_dir, lambda rows: [TOO_LONG, *rows], report_to=["wandb", "tensorboard"])
 
 
 @pytest.fixture(scope="module")
-def sp2_run(tmp_path_factory, tiny_model_dir):
+def sp2_run(tmp_path_factory, small_vocab_model_dir):
     directory = tmp_path_factory.mktemp("sp2")
-    return run(directory, tiny_model_dir, lambda rows: [TOO_LONG, *rows], sp_size=2)
+    return run(directory, small_vocab_model_dir, lambda rows: [TOO_LONG, *rows], sp_size=2)
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_model_dir):
+def lora_run(tmp_path_factory, small_vocab_model_dir):
     """LoRA, on a val file of 2 rows with eval_samples 5: both are sampled."""
     directory = tmp_path_factory.mktemp("lora")
     lora = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"], learning_rate=1.0)
-    return run(directory, tiny_model_dir, lambda rows: rows[:2], eval_samples=5, **lora)
+    return run(directory, small_vocab_model_dir, lambda rows: rows[:2], eval_samples=5, **lora)
 
 
 def state(output_dir):
@@ -296,6 +296,6 @@ def test_sp2_samples_are_what_the_saved_model_generates_and_sp_training_goes_on_
 
 
 @pytest.mark.launch
-def test_lora_samples_every_val_row_when_eval_samples_exceeds_them(lora_run, tiny_model_dir):
+def test_lora_samples_every_val_row_when_eval_samples_exceeds_them(lora_run, small_vocab_model_dir):
     output_dir, _ = lora_run
-    check_samples_of_every_eval(output_dir, [0, 1], base_model_dir=tiny_model_dir)
+    check_samples_of_every_eval(output_dir, [0, 1], base_model_dir=small_vocab_model_dir)

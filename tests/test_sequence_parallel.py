@@ -26,7 +26,7 @@ from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
 STAGES = {1: "cpu_zero1_2proc.yaml", 2: "cpu_zero2_2proc.yaml", 3: "cpu_zero3_2proc.yaml"}
-TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 12, 4, 4, 256
+TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 12, 4, 4, 384  # the longest row: 318 tokens (small vocabulary)
 STEPS = TRAIN_ROWS // TOTAL_BATCH
 TOLERANCE = 1e-5
 RUN_SETTINGS = dict(
@@ -111,7 +111,7 @@ def launch_driver(config, jobs, directory):
 
 
 @pytest.fixture(scope="module", params=sorted(STAGES), ids=lambda stage: f"zero{stage}")
-def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
+def stage_runs(request, tmp_path_factory, small_vocab_model_dir, sp_data):
     """The runs of one ZeRO stage: name -> output directory; plus the launch's output and the bad recipe's directory.
     ZeRO-3 also interrupts sp2_mb1 after its first step and resumes it (`sp2_resume`)."""
     directory = tmp_path_factory.mktemp(f"zero{request.param}")
@@ -120,14 +120,14 @@ def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
         (directory / name).mkdir()
         jobs.append(
             (
-                tiny_recipe(directory / name, tiny_model_dir, *sp_data, **RUN_SETTINGS, **overrides),
+                tiny_recipe(directory / name, small_vocab_model_dir, *sp_data, **RUN_SETTINGS, **overrides),
                 directory / name / "error.txt",
             )
         )
     (directory / "bad").mkdir()
     jobs.append(
         (
-            tiny_recipe(directory / "bad", tiny_model_dir, *sp_data, **RUN_SETTINGS, **BAD_RECIPE),
+            tiny_recipe(directory / "bad", small_vocab_model_dir, *sp_data, **RUN_SETTINGS, **BAD_RECIPE),
             directory / "bad" / "error.txt",
         )
     )
@@ -135,10 +135,10 @@ def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
         (directory / "sp2_resume").mkdir()
         settings = {**RUN_SETTINGS, **runs(3)["sp2_mb1"], "save_only_model": False}
         stop = tiny_recipe(
-            directory / "sp2_resume", tiny_model_dir, *sp_data, **{**settings, "max_steps": 1, "save_steps": 1}
+            directory / "sp2_resume", small_vocab_model_dir, *sp_data, **{**settings, "max_steps": 1, "save_steps": 1}
         )
         stop = stop.rename(directory / "sp2_resume" / "stop.yaml")
-        again = tiny_recipe(directory / "sp2_resume", tiny_model_dir, *sp_data, **settings)
+        again = tiny_recipe(directory / "sp2_resume", small_vocab_model_dir, *sp_data, **settings)
         jobs += [(stop, directory / "sp2_resume" / "error.txt"), (again, directory / "sp2_resume" / "error.txt")]
     output = launch_driver(STAGES[request.param], jobs, directory)
     names = RUN_NAMES + ["sp2_resume"] * (request.param == 3)
@@ -168,9 +168,9 @@ def test_sp2_trains_like_sp1_step_by_step(stage_runs, micro):
 
 @pytest.mark.launch
 @pytest.mark.parametrize("micro", [1, 2])
-def test_sp2_ends_with_the_weights_of_sp1(stage_runs, micro, tiny_model_dir):
+def test_sp2_ends_with_the_weights_of_sp1(stage_runs, micro, small_vocab_model_dir):
     outputs, _, _ = stage_runs
-    initial = load_file(tiny_model_dir / "model.safetensors")
+    initial = load_file(small_vocab_model_dir / "model.safetensors")
     reference = load_file(outputs[f"sp1_mb{micro}"] / "model.safetensors")
     sequence_parallel = load_file(outputs[f"sp2_mb{micro}"] / "model.safetensors")
     assert sequence_parallel.keys() == reference.keys()
@@ -207,7 +207,7 @@ def test_eager_attention_is_refused_before_the_weights_load(stage_runs):
     assert not (bad / "out" / "model.safetensors").exists()
 
 
-def test_verdicts_lie_where_one_shard_trains_no_token(tiny_model_dir, sp_data):
+def test_verdicts_lie_where_one_shard_trains_no_token(small_vocab_model_dir, sp_data):
     """What the parity runs rely on to test the loss normalisation: in every row of 1-row micro batches, split in 2
     shards (padded to the longer row of the pair, at most the longest row), all trained tokens are in the second."""
     from datasets import Dataset
@@ -216,7 +216,7 @@ def test_verdicts_lie_where_one_shard_trains_no_token(tiny_model_dir, sp_data):
     from judge_sft.data.tokenization import tokenize_dataset
     from judge_sft.train.chat_templates import training_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(small_vocab_model_dir)
     rows, _ = tokenize_dataset(
         Dataset.from_parquet(str(sp_data[0])), tokenizer, training_chat_template(tokenizer), MAX_LENGTH, "final"
     )
@@ -284,7 +284,7 @@ ZERO3 = {"stage": 3}
     ],
 )
 def test_bad_sp_configs_fail_with_a_clear_error(
-    sp_size, world_size, model, attention, zero, message, tiny_model_dir, odd_heads_model
+    sp_size, world_size, model, attention, zero, message, small_vocab_model_dir, odd_heads_model
 ):
     from trl import ModelConfig
 
@@ -292,7 +292,8 @@ def test_bad_sp_configs_fail_with_a_clear_error(
     from judge_sft.train.sequence_parallel import check_config
 
     model_args = ModelConfig(
-        model_name_or_path=str(tiny_model_dir if model == "tiny" else odd_heads_model), attn_implementation=attention
+        model_name_or_path=str(small_vocab_model_dir if model == "tiny" else odd_heads_model),
+        attn_implementation=attention,
     )
     with pytest.raises(JudgeSFTError) as error:
         check_config(sp_size, world_size, model_args, zero)
@@ -300,14 +301,17 @@ def test_bad_sp_configs_fail_with_a_clear_error(
 
 
 @pytest.mark.parametrize("sp_size, stage", [(2, 1), (2, 2), (4, 3)])
-def test_good_sp_configs_pass(sp_size, stage, tiny_model_dir):
+def test_good_sp_configs_pass(sp_size, stage, small_vocab_model_dir):
     from trl import ModelConfig
 
     from judge_sft.train.sequence_parallel import check_config
 
     # 4 heads, 2 kv heads: sp 2 splits both; sp 4 splits the heads and replicates the kv heads
     check_config(
-        sp_size, 4, ModelConfig(model_name_or_path=str(tiny_model_dir), attn_implementation="sdpa"), {"stage": stage}
+        sp_size,
+        4,
+        ModelConfig(model_name_or_path=str(small_vocab_model_dir), attn_implementation="sdpa"),
+        {"stage": stage},
     )
 
 
@@ -326,7 +330,7 @@ def test_left_padded_batches_are_refused():
 # ---- ALST tiled MLP
 
 
-def test_tiled_mlp_leaves_loss_and_gradients_unchanged(tiny_model_dir):
+def test_tiled_mlp_leaves_loss_and_gradients_unchanged(small_vocab_model_dir):
     from transformers import AutoModelForCausalLM
 
     from judge_sft.train.tiled_mlp import tile_mlp
@@ -335,7 +339,7 @@ def test_tiled_mlp_leaves_loss_and_gradients_unchanged(tiny_model_dir):
     input_ids = torch.randint(0, 1000, (2, 200))  # 200 tokens / hidden 64 -> 4 tiles per MLP call
     results = []
     for tiled in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(small_vocab_model_dir, attn_implementation="sdpa")
         if tiled:
             assert tile_mlp(model) == model.config.num_hidden_layers
         loss = model(input_ids=input_ids, labels=input_ids).loss

@@ -33,7 +33,9 @@ def test_the_vocabulary_is_small_and_the_model_head_matches_it(small_tokenizer, 
     config = json.loads((small_vocab_model_dir / "config.json").read_text())
     assert config["vocab_size"] == len(small_tokenizer) == 1777
     assert config["eos_token_id"] == small_tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert config["pad_token_id"] == small_tokenizer.pad_token_id == small_tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert (
+        config["pad_token_id"] == small_tokenizer.pad_token_id == small_tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    )
 
 
 def test_every_qwen3_added_token_is_one_token_with_the_same_string_and_kind(small_tokenizer, qwen3_tokenizer):
