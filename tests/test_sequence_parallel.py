@@ -83,8 +83,9 @@ def sp_data(tmp_path_factory):
     )
 
 
-def launch_driver(config, jobs, directory):
-    """One `accelerate launch` running `drive` over jobs [(recipe, error_file)]; returns its output."""
+def launch_driver(config, jobs, directory, env=None):
+    """One `accelerate launch` running `drive` over jobs [(recipe, error_file)]; returns its output. `config`: a file
+    name in accelerate_configs/ or a path. test_samples.py and test_memory_options.py share their launches this way."""
     spec = directory / "jobs.json"
     spec.write_text(json.dumps([[str(recipe), str(error_file)] for recipe, error_file in jobs]))
     command = [
@@ -103,7 +104,7 @@ def launch_driver(config, jobs, directory):
         text=True,
         timeout=900,
         cwd=REPO,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
     )
     if result.returncode != 0:
         raise AssertionError(f"driver launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
