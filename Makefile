@@ -29,9 +29,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # Each test file on one of 2 workers (its module fixtures run once); PYTEST_ARGS="-n 0" runs in one process.
+# --durations=15: the 15 slowest tests at the end of every run, so a slow-down shows in the CI log.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,9 +1,12 @@
 """A random-weight Qwen3-architecture model with the real Qwen3 tokenizer, built offline (`judge-sft tiny-model`).
 
-The demo and the tests train it on CPU in seconds; nothing is downloaded.
+The demo and the tests train it on CPU in seconds; nothing is downloaded. The tests that do not test the real tokenizer
+use a small-vocabulary variant (`write_small_vocab_tokenizer`): its LM head and log-probs are ~80x cheaper.
 """
 
 import importlib.util
+import json
+import tempfile
 from pathlib import Path
 
 from judge_sft.errors import JudgeSFTError
@@ -18,6 +21,47 @@ def qwen3_tokenizer_dir():
     return Path(spec.origin).parent / "tokenizer_files"
 
 
+SAMPLE = Path(__file__).parent / "data" / "helpsteer2_sample.jsonl"
+
+
+def sample_texts():
+    """The bundled sample's prompts and responses, each behind the role line the Qwen3 template puts before it."""
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [f"user\n{row['prompt']}" for row in rows] + [f"assistant\n\n\n{row['response']}" for row in rows]
+
+
+def write_small_vocab_tokenizer(output_dir, vocab_size=2048):
+    """The real Qwen3 tokenizer with its byte-level BPE retrained on the bundled sample: the same normaliser,
+    pre-tokeniser, decoder, chat template and added tokens (same strings, single tokens, special or not as in Qwen3,
+    ids after the BPE's as there), at most `vocab_size` tokens in all. Deterministic. Returns output_dir."""
+    from tokenizers import AddedToken, Tokenizer
+    from tokenizers.pre_tokenizers import ByteLevel
+    from tokenizers.trainers import BpeTrainer
+    from transformers import AutoTokenizer
+
+    spec = json.loads((qwen3_tokenizer_dir() / "tokenizer.json").read_text(encoding="utf-8"))
+    added_tokens = spec.pop("added_tokens")
+    spec["model"].update(vocab={}, merges=[])
+    backend = Tokenizer.from_str(json.dumps(spec))
+    trainer = BpeTrainer(
+        vocab_size=vocab_size - len(added_tokens), initial_alphabet=ByteLevel.alphabet(), show_progress=False
+    )
+    backend.train_from_iterator(sample_texts(), trainer=trainer)
+    for added in added_tokens:
+        options = {key: added[key] for key in ("single_word", "lstrip", "rstrip", "normalized", "special")}
+        add = backend.add_special_tokens if added["special"] else backend.add_tokens
+        add([AddedToken(added["content"], **options)])
+    config = json.loads((qwen3_tokenizer_dir() / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["added_tokens_decoder"] = {
+        str(backend.token_to_id(added["content"])): added for added in config["added_tokens_decoder"].values()
+    }
+    with tempfile.TemporaryDirectory() as staging:
+        backend.save(str(Path(staging) / "tokenizer.json"))
+        (Path(staging) / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        AutoTokenizer.from_pretrained(staging).save_pretrained(output_dir)  # loaded and written as the real one is
+    return output_dir
+
+
 def build_tiny_model(
     output_dir,
     hidden_size=64,
@@ -30,15 +74,16 @@ def build_tiny_model(
     vocab_size=None,
     dtype=None,
     device=None,
+    tokenizer_dir=None,
 ):
-    """A random Qwen3 of any shape (the defaults: tiny; the GPU benchmark builds a Qwen3-4B shape on the GPU).
-    Returns output_dir."""
+    """A random Qwen3 of any shape (the defaults: tiny; the GPU benchmark builds a Qwen3-4B shape on the GPU) with
+    the tokenizer in `tokenizer_dir` (default: the real Qwen3 one). Returns output_dir."""
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise JudgeSFTError(f"{output_dir} is a file, not a directory; name a folder for the model")
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or qwen3_tokenizer_dir())
     config = Qwen3Config(
         vocab_size=vocab_size or len(tokenizer),
         hidden_size=hidden_size,

@@ -1,5 +1,15 @@
-"""Shared fixtures: a tiny random Qwen3 with the real Qwen3 tokenizer, small messages Parquet files, and a helper that
-runs the real launch command (`accelerate launch ... judge_sft/run.py recipe.yaml`) on CPU."""
+"""Shared fixtures: the two tiny random Qwen3 models, small messages Parquet files, and a helper that runs the real
+launch command (`accelerate launch ... judge_sft/run.py recipe.yaml`) on CPU.
+
+Which tiny model when (docs/development.md#which-tiny-model):
+- `tiny_model_dir`: the real Qwen3 tokenizer (151,669 tokens). For every test where tokenisation, masks, templates,
+  truncation or token counts are what it checks, and for those whose thresholds (max_length, trained-token fractions)
+  were set in real Qwen3 tokens.
+- `small_vocab_model_dir`: the same Qwen3 architecture, chat template and added tokens over a 1,777-token BPE trained on
+  the bundled sample (judge_sft.tiny_model.write_small_vocab_tokenizer). For launches that test training, saving,
+  resuming, stopping, pushing, sampling and parity, not the tokenizer: the LM head and log-probs over 151,669 tokens
+  were more than half of each micro step.
+"""
 
 import os
 import socket
@@ -37,6 +47,14 @@ def tiny_model_dir(tmp_path_factory):
     from judge_sft.tiny_model import build_tiny_model
 
     return Path(build_tiny_model(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def small_vocab_model_dir(tmp_path_factory):
+    from judge_sft.tiny_model import build_tiny_model, write_small_vocab_tokenizer
+
+    tokenizer_dir = write_small_vocab_tokenizer(tmp_path_factory.mktemp("small_vocab_tokenizer"))
+    return Path(build_tiny_model(tmp_path_factory.mktemp("small_vocab_model"), tokenizer_dir=tokenizer_dir))
 
 
 @pytest.fixture(scope="session")

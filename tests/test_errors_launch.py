@@ -30,9 +30,9 @@ def test_a_missing_model_directory_stops_the_launch_in_one_line_and_writes_nothi
 
 
 @pytest.mark.launch
-def test_no_trainable_train_row_is_one_error_naming_the_reasons_even_with_skip_doctor(tmp_path, tiny_model_dir):
+def test_no_trainable_train_row_is_one_error_naming_the_reasons_even_with_skip_doctor(tmp_path, small_vocab_model_dir):
     train = write_messages(tmp_path / "train.parquet", [BOT_REPLY] * 3 + [NO_REPLY] * 2)
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, train, skip_doctor=True, report_to="none")
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, train, skip_doctor=True, report_to="none")
     result = launch(recipe, check=False, timeout=300)
     assert result.returncode != 0
     assert (
@@ -47,11 +47,13 @@ def test_no_trainable_train_row_is_one_error_naming_the_reasons_even_with_skip_d
 
 
 @pytest.mark.launch
-def test_no_trainable_val_row_warns_trains_without_val_loss_and_the_card_says_so(tmp_path, tiny_model_dir, small_data):
+def test_no_trainable_val_row_warns_trains_without_val_loss_and_the_card_says_so(
+    tmp_path, small_vocab_model_dir, small_data
+):
     val = write_messages(tmp_path / "val.parquet", [NO_REPLY] * 8)
     recipe = tiny_recipe(
         tmp_path,
-        tiny_model_dir,
+        small_vocab_model_dir,
         small_data[0],
         val,
         skip_doctor=True,  # the doctor would stop at the val rows' missing replies

@@ -8,14 +8,16 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, REPO, free_port, launch, tiny_recipe
+from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
 from safetensors.torch import load_file
+from test_sequence_parallel import launch_driver
 from test_training import kill_tree, read_state, wait_for
 
 pytestmark = pytest.mark.launch
 
 SETTINGS = dict(report_to="none", eval_strategy="no", save_steps=2, max_length=256)
 BF16 = dict(bf16=True, use_cpu=True, master_weights="bf16_kahan")  # use_cpu: transformers' bf16 check on CPU
+FINAL = {b"judge_sft.train_on": b"final"}
 
 
 def cpu_config(tmp_path, mixed_precision="no", offload="none"):
@@ -33,8 +35,8 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
 # tests/test_training.py::test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run; with bf16_kahan,
 # by test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run below.
 @pytest.mark.parametrize("mode", ["optimizer", "all"])
-def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir, small_data, mode):
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
+def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, small_vocab_model_dir, small_data, mode):
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
     config = cpu_config(tmp_path, offload=mode)
     launch(recipe, config=config)
     assert read_state(tmp_path / "out" / "checkpoint-2")["global_step"] == 2
@@ -48,8 +50,12 @@ def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, tiny_model_dir
     ]
 
 
-def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(tmp_path, tiny_model_dir, small_data):
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], cpu_offload="optimizer", max_steps=2, **SETTINGS)
+def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(
+    tmp_path, small_vocab_model_dir, small_data
+):
+    recipe = tiny_recipe(
+        tmp_path, small_vocab_model_dir, small_data[0], cpu_offload="optimizer", max_steps=2, **SETTINGS
+    )
     result = launch(recipe, config=cpu_config(tmp_path, offload="all"), check=False)
     assert result.returncode != 0
     errors = [line for line in result.stdout.splitlines() if line.startswith("judge-sft run: error:")]
@@ -61,34 +67,52 @@ def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(tmp
     assert not (tmp_path / "out" / "checkpoint-2").exists()
 
 
-def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, small_data):
-    config = cpu_config(tmp_path, mixed_precision="bf16")
-    runs = {}
-    for name in ("uninterrupted", "killed"):
-        (tmp_path / name).mkdir()
-        runs[name] = tiny_recipe(tmp_path / name, tiny_model_dir, small_data[0], max_steps=4, **SETTINGS, **BF16)
-    launch(runs["uninterrupted"], config=config)
+@pytest.fixture(scope="module")
+def bf16_runs(tmp_path_factory, small_vocab_model_dir):
+    """bf16_kahan recipes on conftest's small_data train rows: full fine-tuning for 4 steps (`uninterrupted`) and LoRA
+    for 2 (`lora`), trained one after the other in one launch (test_sequence_parallel.py's driver); `killed`, the
+    uninterrupted recipe in its own directory, for the test to launch. Returns the bf16 config and name -> recipe."""
+    directory = tmp_path_factory.mktemp("bf16")
+    train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
+    config = cpu_config(directory, mixed_precision="bf16")
+    lora = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
+    runs = {
+        "uninterrupted": dict(max_steps=4),
+        "killed": dict(max_steps=4),
+        "lora": dict(max_steps=2, **lora, save_strategy="no"),
+    }
+    recipes = {}
+    for name, overrides in runs.items():
+        (directory / name).mkdir()
+        recipes[name] = tiny_recipe(directory / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
+    jobs = [(recipes[name], directory / name / "error.txt") for name in ("uninterrupted", "lora")]
+    launch_driver(config, jobs, directory)
+    return config, recipes
 
+
+def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(bf16_runs):
+    config, recipes = bf16_runs
+    killed, uninterrupted_dir = recipes["killed"].parent / "out", recipes["uninterrupted"].parent / "out"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
-    command += ["--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(runs["killed"])]
+    command += ["--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(recipes["killed"])]
     process = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        wait_for(tmp_path / "killed" / "out" / "checkpoint-2" / "trainer_state.json", process)
+        wait_for(killed / "checkpoint-2" / "trainer_state.json", process)
     finally:
         kill_tree(process)
-    assert not (tmp_path / "killed" / "out" / "model.safetensors").exists()
-    resumed = launch(runs["killed"], config=config)
-    assert f"resuming from {tmp_path / 'killed' / 'out' / 'checkpoint-2'}" in resumed.stdout
+    assert not (killed / "model.safetensors").exists()
+    resumed = launch(recipes["killed"], config=config)
+    assert f"resuming from {killed / 'checkpoint-2'}" in resumed.stdout
 
-    uninterrupted = load_file(tmp_path / "uninterrupted" / "out" / "model.safetensors")
-    resumed_weights = load_file(tmp_path / "killed" / "out" / "model.safetensors")
+    uninterrupted = load_file(uninterrupted_dir / "model.safetensors")
+    resumed_weights = load_file(killed / "model.safetensors")
     assert resumed_weights.keys() == uninterrupted.keys()
     for name, weight in uninterrupted.items():
         assert weight.dtype == torch.bfloat16
         assert torch.equal(resumed_weights[name], weight), name
-    assert_bf16_states_with_kahan_buffer(tmp_path / "uninterrupted" / "out" / "checkpoint-4")
+    assert_bf16_states_with_kahan_buffer(uninterrupted_dir / "checkpoint-4")
 
 
 def assert_bf16_states_with_kahan_buffer(checkpoint):
@@ -104,20 +128,8 @@ def assert_bf16_states_with_kahan_buffer(checkpoint):
     )
 
 
-def test_bf16_kahan_trains_lora_adapters(tmp_path, tiny_model_dir, small_data):
-    recipe = tiny_recipe(
-        tmp_path,
-        tiny_model_dir,
-        small_data[0],
-        use_peft=True,
-        lora_r=4,
-        lora_alpha=8,
-        lora_target_modules=["q_proj", "v_proj"],
-        max_steps=2,
-        **{**SETTINGS, "save_strategy": "no"},
-        **BF16,
-    )
-    launch(recipe, config=cpu_config(tmp_path, mixed_precision="bf16"))
-    adapters = load_file(tmp_path / "out" / "adapter_model.safetensors")
+def test_bf16_kahan_trains_lora_adapters(bf16_runs):
+    _, recipes = bf16_runs
+    adapters = load_file(recipes["lora"].parent / "out" / "adapter_model.safetensors")
     lora_b = [name for name in adapters if "lora_B" in name]
     assert len(lora_b) == 2 * 2 and all(adapters[name].abs().sum() > 0 for name in lora_b)  # B starts at zero

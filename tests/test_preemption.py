@@ -112,7 +112,7 @@ LORA_SP_STEPS = 2  # 16 rows, 8 per step
 
 
 @pytest.fixture(scope="module")
-def lora_sp_runs(tmp_path_factory, tiny_model_dir):
+def lora_sp_runs(tmp_path_factory, small_vocab_model_dir):
     """An uninterrupted run; the same recipe launched with `--stop_after 1s`, then relaunched without it."""
     directory = tmp_path_factory.mktemp("lora_sp")
     rows = [conversation(i, 1 + i % 3) for i in range(16)]
@@ -120,7 +120,7 @@ def lora_sp_runs(tmp_path_factory, tiny_model_dir):
     runs = {}
     for name in ("uninterrupted", "stopped"):
         (directory / name).mkdir()
-        runs[name] = tiny_recipe(directory / name, tiny_model_dir, train, **LORA_SP_SETTINGS)
+        runs[name] = tiny_recipe(directory / name, small_vocab_model_dir, train, **LORA_SP_SETTINGS)
     launch(runs["uninterrupted"])
     stopped = launch(runs["stopped"], "--stop_after", "1s", check=False)
     output_dir = directory / "stopped" / "out"

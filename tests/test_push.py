@@ -82,13 +82,13 @@ def push(path, *args, env):
 
 
 @pytest.fixture(scope="module")
-def every_save_run(tmp_path_factory, tiny_model_dir, prepared_data, hub):
+def every_save_run(tmp_path_factory, small_vocab_model_dir, prepared_data, hub):
     """push_to_hub with hub_strategy every_save; the token comes from the command line, as `--hub_token`, and
     wandb (offline) records the command line in its run files."""
     directory = tmp_path_factory.mktemp("every_save")
     recipe = tiny_recipe(
         directory,
-        tiny_model_dir,
+        small_vocab_model_dir,
         prepared_data / "train.parquet",
         prepared_data / "val.parquet",
         push_to_hub=True,
@@ -128,7 +128,7 @@ def final_losses(state):
 
 
 @pytest.mark.launch
-def test_every_save_run_pushes_while_training_and_at_the_end(every_save_run, hub, tiny_model_dir):
+def test_every_save_run_pushes_while_training_and_at_the_end(every_save_run, hub, small_vocab_model_dir):
     _, output_dir, result = every_save_run
     repo = hub.repos[REPO_ID]
     messages = [commit.message for commit in repo.commits]
@@ -164,15 +164,17 @@ def test_every_save_run_pushes_while_training_and_at_the_end(every_save_run, hub
     ]
     # the pushed weights are the consolidated model: the local file's bytes, every tensor at its full shape
     assert files["model.safetensors"] == (output_dir / "model.safetensors").read_bytes()
-    assert tensor_shapes(files["model.safetensors"]) == tensor_shapes(tiny_model_dir / "model.safetensors")
+    assert tensor_shapes(files["model.safetensors"]) == tensor_shapes(small_vocab_model_dir / "model.safetensors")
 
 
 @pytest.mark.launch
-def test_final_model_checkpoints_and_hub_carry_the_template_without_training_tags(every_save_run, hub, tiny_model_dir):
+def test_final_model_checkpoints_and_hub_carry_the_template_without_training_tags(
+    every_save_run, hub, small_vocab_model_dir
+):
     from transformers import AutoTokenizer, GenerationConfig
 
     _, output_dir, _ = every_save_run
-    training_template = training_chat_template(AutoTokenizer.from_pretrained(tiny_model_dir))
+    training_template = training_chat_template(AutoTokenizer.from_pretrained(small_vocab_model_dir))
     saved = inference_template(training_template)
     folders = [output_dir, *sorted(output_dir.glob("checkpoint-*"))]
     assert [folder.name for folder in folders[1:]] == ["checkpoint-1", "checkpoint-2"]
@@ -193,7 +195,7 @@ def test_final_model_checkpoints_and_hub_carry_the_template_without_training_tag
 
 @pytest.mark.launch
 def test_card_states_base_model_recipe_data_losses_version_and_licence(
-    every_save_run, hub, prepared_data, tiny_model_dir
+    every_save_run, hub, prepared_data, small_vocab_model_dir
 ):
     _, output_dir, result = every_save_run
     files = hub.files(REPO_ID)
@@ -202,7 +204,7 @@ def test_card_states_base_model_recipe_data_losses_version_and_licence(
     assert card.data.library_name == "transformers" and "judge-sft" in card.data.tags
     assert card.data.datasets == ["nvidia/HelpSteer2"]
     text = card.text
-    assert f"fine-tuned from `{tiny_model_dir}`" in text
+    assert f"fine-tuned from `{small_vocab_model_dir}`" in text
     assert f"judge-sft {__version__}" in text
     # the recipe, as YAML in the card, is the resolved recipe the run saved (no token in either)
     recipe_block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
@@ -230,7 +232,7 @@ def test_card_states_base_model_recipe_data_losses_version_and_licence(
         f'model="{REPO_ID}"' in request and 'extra_body={"chat_template_kwargs": {"enable_thinking": False}}' in request
     )
     # no base_model_id in the recipe: the card names the local directory, and the push says so
-    assert f"the model card names the base model by a local path ({tiny_model_dir})" in result.stdout
+    assert f"the model card names the base model by a local path ({small_vocab_model_dir})" in result.stdout
 
 
 @pytest.mark.launch
@@ -341,12 +343,12 @@ def test_push_refuses_partitioned_zero3_shards(tmp_path, capsys):
     assert not (folder / "README.md").exists()
 
 
-def test_push_refuses_a_training_only_template_until_fix_template_rewrites_it(tmp_path, tiny_model_dir, hub):
+def test_push_refuses_a_training_only_template_until_fix_template_rewrites_it(tmp_path, small_vocab_model_dir, hub):
     """A judge saved before judge-sft stopped saving the {% generation %} tags."""
     from trl.chat_template_utils import qwen3_training_chat_template
 
     folder = tmp_path / "old-judge"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(small_vocab_model_dir, folder)
     (folder / "chat_template.jinja").write_text(qwen3_training_chat_template)
     env = hub_env(hub, tmp_path / "hf_home", TOKEN)
     refused = push(folder, "--repo-id", "judge-org/old-judge", env=env)
@@ -368,11 +370,13 @@ def test_push_refuses_a_training_only_template_until_fix_template_rewrites_it(tm
 
 
 @pytest.mark.launch
-def test_server_error_mid_push_keeps_local_results_and_push_completes_it(tmp_path, tiny_model_dir, prepared_data, hub):
+def test_server_error_mid_push_keeps_local_results_and_push_completes_it(
+    tmp_path, small_vocab_model_dir, prepared_data, hub
+):
     repo_id, branch = "judge-org/tiny-judge-end", "candidate"
     recipe = tiny_recipe(
         tmp_path,
-        tiny_model_dir,
+        small_vocab_model_dir,
         prepared_data / "train.parquet",
         prepared_data / "val.parquet",
         push_to_hub=True,
@@ -404,7 +408,7 @@ def test_server_error_mid_push_keeps_local_results_and_push_completes_it(tmp_pat
         "trainer_state.json",
     ):
         assert (output_dir / name).is_file(), name
-    assert tensor_shapes(output_dir / "model.safetensors") == tensor_shapes(tiny_model_dir / "model.safetensors")
+    assert tensor_shapes(output_dir / "model.safetensors") == tensor_shapes(small_vocab_model_dir / "model.safetensors")
     assert set(hub.files(repo_id, branch)) == {".gitattributes"} and set(hub.files(repo_id)) == {".gitattributes"}
     weights = sha256(output_dir / "model.safetensors")
 

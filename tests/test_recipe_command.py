@@ -405,7 +405,7 @@ def test_run_sft_rm_on_several_nodes_passes_this_nodes_rank(tmp_path, fake_bin):
 
 
 @pytest.fixture(scope="module")
-def script_run(tmp_path_factory, tiny_model_dir):
+def script_run(tmp_path_factory, small_vocab_model_dir):
     """One real launch through run_sft_rm.sh: tiny model, small data, the 2-process CPU accelerate config."""
     tmp_path = tmp_path_factory.mktemp("run_sft_rm")
     rows = [conversation(i, 1 + i % 3) for i in range(48)]
@@ -413,7 +413,7 @@ def script_run(tmp_path_factory, tiny_model_dir):
     env = {
         **clean_environment(),
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-        "MODEL_PATH": str(tiny_model_dir),
+        "MODEL_PATH": str(small_vocab_model_dir),
         "TRAIN_FILE": str(write_messages(tmp_path / "train.parquet", rows[:40], metadata)),
         "VAL_FILE": str(write_messages(tmp_path / "val.parquet", rows[40:], metadata)),
         "TOTAL_BATCH_SIZE": "8",

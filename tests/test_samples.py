@@ -1,8 +1,9 @@
 """Eval samples (`eval_samples`, judge_sft/train/samples.py): greedy completions of the first val rows at every
 evaluation, in OUTPUT_DIR/samples/, the reporters, the model card and `judge-sft samples`.
 
-The launch tests are real 2-process ZeRO-3 CPU trainings of the tiny Qwen3: sp_size 1 (wandb and tensorboard on),
-sp_size 2, and LoRA. Every final completion must equal what greedy `generate` writes with the saved model and
+The launch tests read three real 2-process ZeRO-3 CPU trainings of the tiny Qwen3, run one after the other in one
+launch: sp_size 1 (wandb and tensorboard on), sp_size 2, and LoRA. They keep the real tokenizer: with the
+small-vocabulary model, greedy output is all newlines from the first evaluation on, and could not show it moved. Every final completion must equal what greedy `generate` writes with the saved model and
 tokenizer. SGD at a large learning rate keeps the tiny model's greedy output changing from step to step, and the
 sp_size 1 and 2 runs comparable step by step (as in test_sequence_parallel.py).
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXACT_SGD, conversation, launch, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, EXACT_SGD, conversation, tiny_recipe, write_messages
+from test_sequence_parallel import launch_driver
 
 from judge_sft.cli import main as cli_main
 from judge_sft.errors import JudgeSFTError
@@ -171,32 +173,45 @@ def test_card_shows_the_last_steps_samples_shortened_in_a_table(tmp_path):
 # ---------------------------------------------------------------------------------------------------- launches
 
 
-def run(directory, model_dir, val_rows, **overrides):
-    train, val = sample_data(directory, val_rows)
-    recipe = tiny_recipe(directory, model_dir, train, val, **{**RUN_SETTINGS, **overrides})
-    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory), "WANDB_PROJECT": "judge-sft-test"}
-    return directory / "out", launch(recipe, env=env).stdout
-
-
 @pytest.fixture(scope="module")
-def sp1_run(tmp_path_factory, tiny_model_dir):
-    """sp_size 1 with wandb and tensorboard; val row 0's prompt alone is longer than max_length."""
-    directory = tmp_path_factory.mktemp("sp1")
-    return run(directory, tiny_model_dir, lambda rows: [TOO_LONG, *rows], report_to=["wandb", "tensorboard"])
-
-
-@pytest.fixture(scope="module")
-def sp2_run(tmp_path_factory, tiny_model_dir):
-    directory = tmp_path_factory.mktemp("sp2")
-    return run(directory, tiny_model_dir, lambda rows: [TOO_LONG, *rows], sp_size=2)
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_model_dir):
-    """LoRA, on a val file of 2 rows with eval_samples 5: both are sampled."""
-    directory = tmp_path_factory.mktemp("lora")
+def sample_runs(tmp_path_factory, tiny_model_dir):
+    """The three runs, one after the other in one launch (test_sequence_parallel.py's driver): sp_size 1 with wandb
+    and tensorboard, sp_size 2 (val row 0's prompt alone is longer than max_length in both), and LoRA on a val file of
+    2 rows with eval_samples 5 (both are sampled). Returns name -> output directory, and the launch's output."""
+    directory = tmp_path_factory.mktemp("samples")
     lora = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"], learning_rate=1.0)
-    return run(directory, tiny_model_dir, lambda rows: rows[:2], eval_samples=5, **lora)
+    runs = {
+        "sp1": (lambda rows: [TOO_LONG, *rows], dict(report_to=["wandb", "tensorboard"])),
+        "sp2": (lambda rows: [TOO_LONG, *rows], dict(sp_size=2)),
+        "lora": (lambda rows: rows[:2], dict(eval_samples=5, **lora)),
+    }
+    jobs = []
+    for name, (val_rows, overrides) in runs.items():
+        (directory / name).mkdir()
+        train, val = sample_data(directory / name, val_rows)
+        recipe = tiny_recipe(directory / name, tiny_model_dir, train, val, **{**RUN_SETTINGS, **overrides})
+        jobs.append((recipe, directory / name / "error.txt"))
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory / "sp1"), "WANDB_PROJECT": "judge-sft-test"}
+    output = launch_driver(CPU_CONFIG.name, jobs, directory, env=env)
+    return {name: directory / name / "out" for name in runs}, output
+
+
+@pytest.fixture(scope="module")
+def sp1_run(sample_runs):
+    outputs, output = sample_runs
+    return outputs["sp1"], output
+
+
+@pytest.fixture(scope="module")
+def sp2_run(sample_runs):
+    outputs, output = sample_runs
+    return outputs["sp2"], output
+
+
+@pytest.fixture(scope="module")
+def lora_run(sample_runs):
+    outputs, output = sample_runs
+    return outputs["lora"], output
 
 
 def state(output_dir):
@@ -243,7 +258,8 @@ def test_every_eval_writes_samples_and_the_final_ones_are_what_the_saved_model_g
     final = check_samples_of_every_eval(output_dir, [1, 2])
     first_val_row = conversation(TRAIN_ROWS, 1 + TRAIN_ROWS % 3)
     assert final[0]["prompt"] == first_val_row[:-1] and final[0]["reference"] == first_val_row[-1]["content"]
-    assert "eval_samples skips 1 of the first 3 rows, whose prompt alone exceeds max_length 256: rows 0 (" in stdout
+    skipped = "eval_samples skips 1 of the first 3 rows, whose prompt alone exceeds max_length 256: rows 0 ("
+    assert f"{output_dir.parent / 'val.parquet'}: {skipped}" in stdout  # the launch's output: this run's line
 
 
 @pytest.mark.launch

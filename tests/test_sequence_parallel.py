@@ -30,7 +30,7 @@ from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
 STAGES = {1: "cpu_zero1_2proc.yaml", 2: "cpu_zero2_2proc.yaml", 3: "cpu_zero3_2proc.yaml"}
-TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 12, 4, 4, 256
+TRAIN_ROWS, VAL_ROWS, TOTAL_BATCH, MAX_LENGTH = 12, 4, 4, 384  # the longest row: 318 tokens (small vocabulary)
 STEPS = TRAIN_ROWS // TOTAL_BATCH
 TOLERANCE = 1e-5
 RUN_SETTINGS = dict(
@@ -99,10 +99,12 @@ def sp_data(tmp_path_factory):
     )
 
 
-def launch_driver(config, jobs, directory):
-    """One `accelerate launch` running `drive` over jobs [(recipe, error_file, environment)]; returns its output."""
+def launch_driver(config, jobs, directory, env=None):
+    """One `accelerate launch` running `drive` over jobs [(recipe, error_file[, environment])]; returns its output.
+    `config`: a file name in accelerate_configs/ or a path; `env`: set for the whole launch, a job's environment for
+    that job only. test_samples.py and test_memory_options.py share their launches this way."""
     spec = directory / "jobs.json"
-    spec.write_text(json.dumps([[str(recipe), str(error_file), env] for recipe, error_file, env in jobs]))
+    spec.write_text(json.dumps([[str(job[0]), str(job[1]), job[2] if len(job) > 2 else {}] for job in jobs]))
     command = [
         sys.executable,
         "-m",
@@ -119,7 +121,7 @@ def launch_driver(config, jobs, directory):
         text=True,
         timeout=900,
         cwd=REPO,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
     )
     if result.returncode != 0:
         raise AssertionError(f"driver launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
@@ -127,7 +129,7 @@ def launch_driver(config, jobs, directory):
 
 
 @pytest.fixture(scope="module", params=sorted(STAGES), ids=lambda stage: f"zero{stage}")
-def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
+def stage_runs(request, tmp_path_factory, small_vocab_model_dir, sp_data):
     """The runs of one ZeRO stage: name -> output directory; plus the launch's output and the bad recipe's directory.
     ZeRO-3 also interrupts sp2_mb1 after its first step and resumes it (`sp2_resume`), runs its sp_size 2 recipes on a
     stated H100 (the GPU branch of `sdpa_with_document_mask`, the CPU kernel standing in) and adds `STATED_GPU_RUNS`."""
@@ -136,7 +138,7 @@ def stage_runs(request, tmp_path_factory, tiny_model_dir, sp_data):
 
     def job(name, overrides, env=None, recipe_name=None):
         (directory / name).mkdir(exist_ok=True)
-        recipe = tiny_recipe(directory / name, tiny_model_dir, *sp_data, **{**RUN_SETTINGS, **overrides})
+        recipe = tiny_recipe(directory / name, small_vocab_model_dir, *sp_data, **{**RUN_SETTINGS, **overrides})
         if recipe_name:
             recipe = recipe.rename(directory / name / recipe_name)
         env = env or (STATED_H100 if request.param == 3 and overrides.get("sp_size", 1) > 1 else {})
@@ -179,9 +181,9 @@ def test_sp2_trains_like_sp1_step_by_step(stage_runs, micro):
 
 @pytest.mark.launch
 @pytest.mark.parametrize("micro", [1, 2])
-def test_sp2_ends_with_the_weights_of_sp1(stage_runs, micro, tiny_model_dir):
+def test_sp2_ends_with_the_weights_of_sp1(stage_runs, micro, small_vocab_model_dir):
     outputs, _, _ = stage_runs
-    initial = load_file(tiny_model_dir / "model.safetensors")
+    initial = load_file(small_vocab_model_dir / "model.safetensors")
     reference = load_file(outputs[f"sp1_mb{micro}"] / "model.safetensors")
     sequence_parallel = load_file(outputs[f"sp2_mb{micro}"] / "model.safetensors")
     assert sequence_parallel.keys() == reference.keys()
@@ -218,7 +220,7 @@ def test_eager_attention_is_refused_before_the_weights_load(stage_runs):
     assert not (bad / "out" / "model.safetensors").exists()
 
 
-def test_verdicts_lie_where_one_shard_trains_no_token(tiny_model_dir, sp_data):
+def test_verdicts_lie_where_one_shard_trains_no_token(small_vocab_model_dir, sp_data):
     """What the parity runs rely on to test the loss normalisation: in every row of 1-row micro batches, split in 2
     shards (padded to the longer row of the pair, at most the longest row), all trained tokens are in the second."""
     from datasets import Dataset
@@ -227,7 +229,7 @@ def test_verdicts_lie_where_one_shard_trains_no_token(tiny_model_dir, sp_data):
     from judge_sft.data.tokenization import tokenize_dataset
     from judge_sft.train.chat_templates import training_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(small_vocab_model_dir)
     rows, _ = tokenize_dataset(
         Dataset.from_parquet(str(sp_data[0])), tokenizer, training_chat_template(tokenizer), MAX_LENGTH, "final"
     )
@@ -334,7 +336,7 @@ ZERO3 = {"stage": 3}
     ],
 )
 def test_bad_sp_configs_fail_with_a_clear_error(
-    sp_size, world_size, model, attention, zero, message, tiny_model_dir, odd_heads_model
+    sp_size, world_size, model, attention, zero, message, small_vocab_model_dir, odd_heads_model
 ):
     from trl import ModelConfig
 
@@ -342,7 +344,8 @@ def test_bad_sp_configs_fail_with_a_clear_error(
     from judge_sft.train.sequence_parallel import check_config
 
     model_args = ModelConfig(
-        model_name_or_path=str(tiny_model_dir if model == "tiny" else odd_heads_model), attn_implementation=attention
+        model_name_or_path=str(small_vocab_model_dir if model == "tiny" else odd_heads_model),
+        attn_implementation=attention,
     )
     with pytest.raises(JudgeSFTError) as error:
         check_config(sp_size, world_size, model_args, zero)
@@ -350,14 +353,17 @@ def test_bad_sp_configs_fail_with_a_clear_error(
 
 
 @pytest.mark.parametrize("sp_size, stage", [(2, 1), (2, 2), (4, 3)])
-def test_good_sp_configs_pass(sp_size, stage, tiny_model_dir):
+def test_good_sp_configs_pass(sp_size, stage, small_vocab_model_dir):
     from trl import ModelConfig
 
     from judge_sft.train.sequence_parallel import check_config
 
     # 4 heads, 2 kv heads: sp 2 splits both; sp 4 splits the heads and replicates the kv heads
     check_config(
-        sp_size, 4, ModelConfig(model_name_or_path=str(tiny_model_dir), attn_implementation="sdpa"), {"stage": stage}
+        sp_size,
+        4,
+        ModelConfig(model_name_or_path=str(small_vocab_model_dir), attn_implementation="sdpa"),
+        {"stage": stage},
     )
 
 
@@ -376,7 +382,7 @@ def test_left_padded_batches_are_refused():
 # ---- ALST tiled MLP
 
 
-def test_tiled_mlp_leaves_loss_and_gradients_unchanged(tiny_model_dir):
+def test_tiled_mlp_leaves_loss_and_gradients_unchanged(small_vocab_model_dir):
     from transformers import AutoModelForCausalLM
 
     from judge_sft.train.tiled_mlp import tile_mlp
@@ -385,7 +391,7 @@ def test_tiled_mlp_leaves_loss_and_gradients_unchanged(tiny_model_dir):
     input_ids = torch.randint(0, 1000, (2, 200))  # 200 tokens / hidden 64 -> 4 tiles per MLP call
     results = []
     for tiled in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(small_vocab_model_dir, attn_implementation="sdpa")
         if tiled:
             assert tile_mlp(model) == model.config.num_hidden_layers
         loss = model(input_ids=input_ids, labels=input_ids).loss

@@ -42,11 +42,11 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory, tiny_model_dir, data):
+def recipe(tmp_path_factory, small_vocab_model_dir, data):
     """What a user writes with `judge-sft recipe` for 2 processes."""
     directory = tmp_path_factory.mktemp("recipe")
     status, _, err = judge_sft(
-        "recipe", "--model-path", tiny_model_dir, "--train-file", data[0], "--val-file", data[1],
+        "recipe", "--model-path", small_vocab_model_dir, "--train-file", data[0], "--val-file", data[1],
         "--total-batch-size", "4", "--micro-batch-size", "2", "--sp-size", "1", "--num-gpus", "2",
         "--max-length", "512", "--no-cpu-offload", "-o", directory / "recipe.yaml", cwd=directory,
     )  # fmt: skip

@@ -51,10 +51,12 @@ def make_data(directory):
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, tiny_model_dir):
+def reference_run(tmp_path_factory, small_vocab_model_dir):
     directory = tmp_path_factory.mktemp("reference")
     train, val = make_data(directory)
-    recipe = tiny_recipe(directory, tiny_model_dir, train, val, report_to=["wandb", "tensorboard"], **RUN_SETTINGS)
+    recipe = tiny_recipe(
+        directory, small_vocab_model_dir, train, val, report_to=["wandb", "tensorboard"], **RUN_SETTINGS
+    )
     result = launch(
         recipe, env={"WANDB_MODE": "offline", "WANDB_DIR": str(directory), "WANDB_PROJECT": "judge-sft-test"}
     )
@@ -90,11 +92,11 @@ def test_step_count_matches_the_batch_arithmetic(reference_run):
     assert state["global_step"] == STEPS and state["max_steps"] == STEPS
 
 
-def test_ranks_train_on_disjoint_shards_covering_the_data_once(reference_run, tiny_model_dir):
+def test_ranks_train_on_disjoint_shards_covering_the_data_once(reference_run, small_vocab_model_dir):
     # TRL counts the tokens every rank computed (gathered over ranks). Padding-free batches compute exactly the rows'
     # tokens, so the epoch total equals the data's tokens only if each row was trained on by exactly one rank.
     directory, _ = reference_run
-    rows, _ = tokenized_lengths(tiny_model_dir, directory / "train.parquet", 256)
+    rows, _ = tokenized_lengths(small_vocab_model_dir, directory / "train.parquet", 256)
     logged = [entry["num_tokens"] for entry in read_state(directory / "out")["log_history"] if "loss" in entry]
     assert logged[-1] == sum(len(ids) for ids in rows["input_ids"])
     assert len(rows) == TRAIN_ROWS  # the over-long row was dropped
@@ -199,11 +201,11 @@ def wait_for(path, process, timeout=400):
 
 
 def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
-    reference_run, tmp_path, tiny_model_dir
+    reference_run, tmp_path, small_vocab_model_dir
 ):
     reference_dir, _ = reference_run
     train, val = make_data(tmp_path)
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, train, val, report_to="none", **RUN_SETTINGS)
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, train, val, report_to="none", **RUN_SETTINGS)
     process = subprocess.Popen(
         launch_command(recipe), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -228,10 +230,11 @@ def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
 
 
 def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_hub_id(
-    tmp_path, tiny_model_dir, small_data, monkeypatch
+    tmp_path, small_vocab_model_dir, small_data, monkeypatch
 ):
     from huggingface_hub import ModelCard
     from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
 
     train, val = small_data
     repo_id, base_model_id = "judge-org/tiny-lora", "Qwen/Qwen3-0.6B"
@@ -239,7 +242,7 @@ def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_
     marked_template.write_text(qwen3_training_chat_template)
     recipe = tiny_recipe(
         tmp_path,
-        os.path.relpath(tiny_model_dir, REPO),  # relative to where the launch runs, as the cookbook's MODEL_PATH
+        os.path.relpath(small_vocab_model_dir, REPO),  # relative to where the launch runs, as the cookbook's MODEL_PATH
         train,
         val,
         report_to="none",
@@ -267,12 +270,14 @@ def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_
 
     # locally, the adapter names the base model's absolute path: it loads from any working directory, and merges
     local_config = json.loads((output_dir / "adapter_config.json").read_text())
-    assert local_config["base_model_name_or_path"] == str(tiny_model_dir)
+    assert local_config["base_model_name_or_path"] == str(small_vocab_model_dir)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     model = AutoPeftModelForCausalLM.from_pretrained(output_dir)
     assert model.peft_config["default"].r == 4
-    tokens = torch.tensor([[151644, 872, 198, 3838, 374, 220, 22, 30, 151645]])
+    tokens = torch.tensor(
+        [AutoTokenizer.from_pretrained(output_dir)("<|im_start|>user\nWhat is 7?<|im_end|>").input_ids]
+    )
     with torch.no_grad():
         adapted = model(tokens).logits
         merged = model.merge_and_unload()
@@ -388,13 +393,13 @@ def signal_each(pids, signum):
 
 
 @pytest.fixture(scope="module")
-def stopped_run(tmp_path_factory, tiny_model_dir):
+def stopped_run(tmp_path_factory, small_vocab_model_dir):
     """The reference recipe stopped twice and relaunched each time with the same command: SIGUSR1 to rank 1 only once
     step 1 is logged; then SIGTERM to the launcher once step 3 is, and SIGTERM again to the workers while they save."""
 
     directory = tmp_path_factory.mktemp("stopped")
     train, val = make_data(directory)
-    recipe = tiny_recipe(directory, tiny_model_dir, train, val, **STOP_SETTINGS)
+    recipe = tiny_recipe(directory, small_vocab_model_dir, train, val, **STOP_SETTINGS)
     output_dir = directory / "out"
     run = {"output_dir": output_dir}
     with FakeHub(HUB_TOKEN) as hub, contextlib.ExitStack() as cleanup:
