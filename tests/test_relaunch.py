@@ -301,12 +301,12 @@ def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_ste
 # ---------------------------------------------------------------------------------- the checks, on directories made here
 
 
-def finished_output_dir(tmp_path, global_step=4, max_steps=4, epochs=1, checkpoints=(4,)):
+def finished_output_dir(tmp_path, global_step=4, max_steps=4, epochs=1, checkpoints=(4,), epoch=1.0):
     """What a run leaves: the final model with trainer_state.json beside it, complete checkpoints."""
     output_dir = tmp_path / "out"
     output_dir.mkdir()
     (output_dir / "model.safetensors").write_bytes(b"weights")
-    state = {"global_step": global_step, "max_steps": max_steps, "num_train_epochs": epochs}
+    state = {"global_step": global_step, "max_steps": max_steps, "num_train_epochs": epochs, "epoch": epoch}
     (output_dir / "trainer_state.json").write_text(json.dumps(state))
     for step in checkpoints:
         (output_dir / f"checkpoint-{step}").mkdir()
@@ -330,6 +330,14 @@ def test_an_epoch_based_run_is_finished_until_its_epochs_or_max_steps_are_raised
     assert finished_run(output_dir, -1, 1.0) is not None
     (output_dir / "checkpoint-5" / "trainer_state.json").write_text("{}")  # trained on since the final model
     assert finished_run(output_dir, -1, 1.0) is None
+
+
+def test_a_run_cut_short_by_max_steps_is_not_finished_for_an_epoch_based_relaunch(tmp_path):
+    from judge_sft.train.checkpoints import finished_run
+
+    output_dir = finished_output_dir(tmp_path, global_step=1, max_steps=1, checkpoints=(1,), epoch=1 / 3)
+    assert finished_run(output_dir, 1, 1.0) is not None  # the same recipe: done
+    assert finished_run(output_dir, -1, 1.0) is None  # epoch-based: 2 of the epoch's 3 steps to go
 
 
 def test_a_stop_at_the_last_step_is_not_finished_until_the_final_model_is_saved(tmp_path):

@@ -35,6 +35,9 @@ def checkpoint_step(checkpoint):
     return int(CHECKPOINT_DIR.match(os.path.basename(checkpoint)).group(1))
 
 
+EPOCH_TOLERANCE = 1e-6  # trainer_state's epoch is a float sum of (step + 1) / steps_in_epoch
+
+
 def finished_run(output_dir, max_steps, num_train_epochs):
     """The line saying there is nothing to train, when output_dir holds the final model of a run that reached this
     recipe's end (`max_steps`, else `num_train_epochs`); None otherwise. The final model is marked by the
@@ -52,7 +55,8 @@ def finished_run(output_dir, max_steps, num_train_epochs):
     if max_steps > 0:
         done, target = step >= max_steps, ("max_steps", max_steps)
     else:
-        done = step >= state.get("max_steps", step + 1) and state.get("num_train_epochs", 0) >= num_train_epochs
+        # the epochs reached, not the saved max_steps: a run cut short by max_steps has fewer steps than its epochs
+        done = state.get("epoch", 0) >= num_train_epochs - EPOCH_TOLERANCE
         target = ("num_train_epochs", f"{num_train_epochs:g}")
     if not done:
         return None
