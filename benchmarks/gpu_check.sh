@@ -33,7 +33,7 @@ echo "== imports"
 "$PYTHON" benchmarks/gpu_report.py env --json "$WORK/env.json" || exit 1
 
 echo "== pytest -m gpu"
-timeout 210 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py --junitxml "$WORK/pytest.xml" \
+timeout 210 "$PYTHON" -m pytest -o addopts="" -m gpu -q -p no:cacheprovider tests/test_gpu.py --junitxml "$WORK/pytest.xml" \
     2>&1 | tee "$LOGS/pytest.log" || FAILED="$FAILED pytest"
 
 echo "== benchmarks/gpu_throughput.py"
