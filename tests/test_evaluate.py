@@ -214,6 +214,9 @@ def test_evaluating_an_output_directory_adds_the_judge_evaluation_to_its_model_c
     assert f"on 4 rows of `{data}` (pairwise verdicts, openjudge format)" in section
     assert "| parse_failure_rate | 1.000 | [1.000, 1.000] | 4 |" in section
     assert "![Judge evaluation](judge_evaluation.png)" in section
+    table = [line for line in section.splitlines() if line.startswith("|")]
+    assert len(table) > 3 and {line.count("|") for line in table} == {5}  # metric, value, interval, n: no stray "|"
+    assert any(line.startswith("| accuracy, strength ±") for line in table)
     assert json.loads((folder / CARD_METRICS_NAME).read_text())["metrics"]["accuracy"]["value"] == 0.0
 
 

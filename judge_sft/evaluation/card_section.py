@@ -30,11 +30,12 @@ def flat_results(tree, prefix=()):
 
 
 def metric_name(path):
-    """("attributes", "helpfulness", "mae") -> "helpfulness mae"; ("accuracy_by_strength", "2") -> "accuracy |strength| 2"."""
+    """("attributes", "helpfulness", "mae") -> "helpfulness mae"; ("accuracy_by_strength", "2") -> "accuracy, strength ±2"
+    (no "|": the name is a cell of the card's Markdown table)."""
     if path[0] == "attributes":
         return " ".join(path[1:])
     if path[0] == "accuracy_by_strength":
-        return f"accuracy |strength| {path[1]}"
+        return f"accuracy, strength ±{path[1]}"
     return " ".join(path)
 
 
