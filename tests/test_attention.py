@@ -268,3 +268,16 @@ def test_torch_varlen_decodes_as_sdpa_does(monkeypatch, tiny_model_dir, qwen3_to
     prompts = ["Is 7 prime? Answer yes or no, and say why in a few words.", "And 9?"]
     reference = greedy(tiny_model_dir, "sdpa", prompts, qwen3_tokenizer)
     assert greedy(tiny_model_dir, "torch_varlen", prompts, qwen3_tokenizer) == reference
+
+
+def test_inside_one_forward_the_documents_are_found_once_though_each_layer_passes_a_new_position_ids_tensor():
+    from judge_sft.train import varlen_attention
+
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
+    outside = [varlen_attention.documents(positions.clone(), 1, 9, "cpu") for _ in range(2)]
+    assert outside[0] is not outside[1]  # a new tensor (as DeepSpeed's gather makes in every layer): found again
+    with varlen_attention.documents_once():
+        inside = [varlen_attention.documents(positions.clone(), 1, 9, "cpu") for _ in range(3)]
+    assert inside[1] is inside[0] and inside[2] is inside[0]
+    assert inside[0][0].tolist() == [0, 3, 5, 9] and inside[0][1] == 4
+    assert varlen_attention.documents(positions.clone(), 1, 9, "cpu") is not inside[0]  # the forward is over

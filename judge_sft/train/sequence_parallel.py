@@ -164,7 +164,8 @@ class SequenceParallel:
         `count_trained_tokens`; in eval, the loss of each batch is the mean over its trained tokens."""
         padding = inputs.pop(PADDING_KEY, 0)
         inputs["use_cache"] = False
-        outputs = model(**inputs, fused_lm_head=True)  # shift_labels from the adapter: log-probs of this shard
+        with varlen_attention.documents_once():  # every layer attends over the documents the first one finds
+            outputs = model(**inputs, fused_lm_head=True)  # shift_labels from the adapter: log-probs of this shard
         shard_sum = -outputs.log_probs.sum()
         group_sum = self._sum_over_group(shard_sum.detach())
         if self.trainer.model.training:

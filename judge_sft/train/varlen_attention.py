@@ -5,6 +5,7 @@ Registered in transformers' AttentionInterface (its public extension point) by `
 it stands among the other backends.
 """
 
+import contextlib
 import functools
 import inspect
 import os
@@ -18,6 +19,21 @@ NAME = "torch_varlen"
 # in CPU tests (docs/gpu.md#gpu-branches-on-cpu); on CPU tensors a per-document sdpa then stands in for the flash kernel.
 STATED_GPU = "JUDGE_SFT_GPU"
 _last_documents = None  # (weakref to position_ids, documents): one computation per forward, not one per layer
+# Inside `documents_once()`: [documents] of the forward's first attention call, or [] before it; None outside.
+_forward_documents = None
+
+
+@contextlib.contextmanager
+def documents_once():
+    """One model forward whose layers all attend over the same documents: find them at the first layer only. Under
+    sequence parallelism DeepSpeed gathers position_ids into a new tensor in every layer, so the per-tensor cache
+    misses in each one (a nonzero() and a host sync per layer); the SP trainer opens this around its forward."""
+    global _forward_documents
+    _forward_documents = []
+    try:
+        yield
+    finally:
+        _forward_documents = None
 
 
 @functools.cache
@@ -111,6 +127,8 @@ def documents(position_ids, batch, length, device):
     """(cu_seq_lens, longest) of the documents in a [batch, tokens] batch: a document starts at each row's start and
     wherever position_ids do not continue by 1."""
     global _last_documents
+    if _forward_documents:
+        return _forward_documents[0]
     if _last_documents is not None and position_ids is not None and _last_documents[0]() is position_ids:
         return _last_documents[1]
     if position_ids is None:
@@ -125,6 +143,8 @@ def documents(position_ids, batch, length, device):
     result = cu_seq_lens, int(cu_seq_lens.diff().max())
     if position_ids is not None:
         _last_documents = weakref.ref(position_ids), result
+    if _forward_documents is not None:
+        _forward_documents.append(result)
     return result
 
 
