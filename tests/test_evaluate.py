@@ -7,6 +7,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from conftest import REPO, write_messages
 from judge_files import write_completions, write_pairwise, write_pointwise
@@ -80,6 +81,10 @@ def test_left_padded_batches_complete_each_row_as_it_completes_alone(tmp_path, t
     data = read_judge_rows(write_pairwise(tmp_path / "pairwise.parquet", STRENGTHS[:2]))  # prompts of 2 lengths
     requests = list(enumerate(data.prompts))
     alone = dict(LocalGenerator(tiny_model_dir, batch_size=1, max_new_tokens=3).complete(requests))
+    on_gpu = LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3, on_gpu=True)  # its placement, run on CPU
+    model = on_gpu.load_model()
+    assert model.dtype == torch.bfloat16 and model.device.type == "cpu"  # device_map "auto" with no GPU: the CPU
+    assert sorted(dict(on_gpu.complete(requests))) == sorted(alone)
     batched = dict(LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3).complete(requests))
     assert sorted(alone) == list(range(4)) and batched == alone
 

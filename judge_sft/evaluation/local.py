@@ -22,8 +22,9 @@ class LocalGenerator:
     """The tokenizer is loaded (and checked) at once; the model only when a row is left to complete, and released
     after, so several models are evaluated one after another, never held together."""
 
-    def __init__(self, model, batch_size=8, max_new_tokens=1024):
+    def __init__(self, model, batch_size=8, max_new_tokens=1024, on_gpu=None):
         self.label = str(model)
+        self.on_gpu = on_gpu  # None: whether torch sees a CUDA GPU; stated, so a CPU test runs the GPU placement
         self.model_path = model
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.tokenizer = judge_tokenizer(model)
@@ -49,7 +50,7 @@ class LocalGenerator:
         import torch
         from transformers import AutoModelForCausalLM
 
-        on_gpu = torch.cuda.is_available()
+        on_gpu = torch.cuda.is_available() if self.on_gpu is None else self.on_gpu
         model = AutoModelForCausalLM.from_pretrained(
             self.model_path,
             dtype=torch.bfloat16 if on_gpu else torch.float32,
