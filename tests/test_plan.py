@@ -133,13 +133,15 @@ def test_qwen3_32b_model_states_against_deepspeeds_estimator(
         assert result["host_gb_per_node"] == pytest.approx(expected, rel=0.001)  # the estimator prints 2 decimals
 
 
-@pytest.mark.launch  # four real DeepSpeed engines in a subprocess: minutes on 2 cores
-def test_bytes_per_param_of_each_placement_are_what_deepspeed_allocates(capsys, tmp_path, tiny_model_dir, small_data):
+@pytest.mark.launch  # four real DeepSpeed engines in a subprocess; the small-vocabulary model: seconds, not minutes
+def test_bytes_per_param_of_each_placement_are_what_deepspeed_allocates(
+    capsys, tmp_path, small_vocab_model_dir, small_data
+):
     """tests/deepspeed_states.py builds a bf16 ZeRO-3 engine per placement, takes one optimizer step, and sums the
     bytes of its weight, gradient, master-weight and optimizer-state tensors per parameter, GPU side and host side."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "deepspeed_states.py"), str(tiny_model_dir)],
+        [sys.executable, str(REPO / "tests" / "deepspeed_states.py"), str(small_vocab_model_dir)],
         capture_output=True,
         text=True,
         env={**env, "MASTER_PORT": str(free_port())},
@@ -147,7 +149,8 @@ def test_bytes_per_param_of_each_placement_are_what_deepspeed_allocates(capsys, 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    options = plan(capsys, tiny_recipe(tmp_path, tiny_model_dir, small_data[0], bf16=True), "--num-gpus", 1)["options"]
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, small_data[0], bf16=True)
+    options = plan(capsys, recipe, "--num-gpus", 1)["options"]
     assert len(options) == len(measured) == 4
     for row in options:
         allocated = measured[f"{row['cpu_offload']},{row['master_weights']}"]
