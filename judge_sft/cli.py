@@ -7,7 +7,7 @@ import os
 import sys
 
 from judge_sft import __version__
-from judge_sft.errors import JudgeSFTError
+from judge_sft.errors import JudgeSFTError, print_error
 
 # name -> one-line help; the command lives in judge_sft/commands/<name with _>.py, imported only when it runs.
 COMMANDS = {
@@ -74,7 +74,7 @@ def main(argv=None):
         sys.stdout.flush()
         return status
     except JudgeSFTError as error:
-        print(f"judge-sft {command}: error: {error}", file=sys.stderr)
+        print_error(f"judge-sft {command}: error: {error}")
         return getattr(error, "status", 1)
     except BrokenPipeError:  # `judge-sft doctor | head`: the reader left; stop quietly, as `yes | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit

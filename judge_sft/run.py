@@ -17,7 +17,7 @@ from trl import get_peft_config
 from judge_sft import patches
 from judge_sft.data.messages import open_messages, resolve_train_on
 from judge_sft.data.tokenization import describe_drops, tokenize_dataset
-from judge_sft.errors import JudgeSFTError
+from judge_sft.errors import JudgeSFTError, print_error
 from judge_sft.evaluation.during_training import sample_judge
 from judge_sft.hub.upload import apply_hub_defaults
 from judge_sft.planning.doctor import check_before_training
@@ -239,6 +239,6 @@ if __name__ == "__main__":
         status = main()
     except JudgeSFTError as error:
         if first_to_report(str(error)):  # every rank has it: print it once
-            print(f"judge-sft run: error: {error}", file=sys.stderr)
+            print_error(f"judge-sft run: error: {error}")
         exit_cleanly(1)
     exit_cleanly(status)

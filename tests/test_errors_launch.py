@@ -4,9 +4,12 @@ error instead of TRL's StopIteration on every rank, and no trainable val row is 
 card says none was evaluated."""
 
 import json
+import sys
 
 import pytest
 from conftest import launch, tiny_recipe, write_messages
+
+from judge_sft.errors import print_error
 
 BOT_REPLY = [{"role": "user", "content": "Is 7 prime?"}, {"role": "bot", "content": "Yes."}]
 NO_REPLY = [{"role": "user", "content": "Is 9 prime?"}]
@@ -77,3 +80,23 @@ def test_no_trainable_val_row_warns_trains_without_val_loss_and_the_card_says_so
     }
     card = (output / "README.md").read_text().splitlines()
     assert f"- val_file: `{val}` (8 rows; 0 evaluated, dropped: no assistant message 8)" in card
+
+
+def test_an_error_line_reaches_stderr_in_one_write_so_another_rank_cannot_split_it(monkeypatch):
+    """The ranks of a launch share one unbuffered stderr: print() wrote the line and its newline apart, and another
+    rank's log line once landed between them (the line no longer equalled the error)."""
+    writes = []
+
+    class Recorded:
+        def write(self, text):
+            writes.append(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Recorded())
+    print("judge-sft run: error: x", file=sys.stderr)
+    assert writes == ["judge-sft run: error: x", "\n"]  # how it was split
+    writes.clear()
+    print_error("judge-sft run: error: x")
+    assert writes == ["judge-sft run: error: x\n"]
