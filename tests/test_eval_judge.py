@@ -97,13 +97,15 @@ def test_eval_judge_takes_true_or_false_only(tmp_path):
 
 
 @pytest.mark.launch
-def test_a_training_with_eval_judge_logs_the_judge_metrics_of_every_evaluations_samples(tmp_path, tiny_model_dir):
+def test_a_training_with_eval_judge_logs_the_judge_metrics_of_every_evaluations_samples(
+    tmp_path, small_vocab_model_dir
+):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train = write_pairwise(tmp_path / "train.parquet", [-3, 2, 1, -2])
     val = write_pairwise(tmp_path / "val.parquet", STRENGTHS)
     recipe = tiny_recipe(
-        tmp_path, tiny_model_dir, train, val, total_batch_size=4, per_device_train_batch_size=1,
+        tmp_path, small_vocab_model_dir, train, val, total_batch_size=4, per_device_train_batch_size=1,
         per_device_eval_batch_size=1, max_length=256, max_steps=2, eval_steps=1, save_strategy="no",
         report_to="tensorboard", skip_doctor=True, eval_samples=5, eval_samples_max_new_tokens=8, eval_judge=True,
     )  # fmt: skip

@@ -67,10 +67,11 @@ def test_every_pairwise_row_trains_exactly_its_answer_on_the_qwen3_template(pair
 
 @pytest.mark.launch
 def test_a_two_process_training_on_the_pairwise_sample_runs_with_loss_on_the_answer_only(
-    tmp_path, tiny_model_dir, pairwise_data
+    tmp_path, small_vocab_model_dir, pairwise_data
 ):
+    """The masks are the test above's, on the real tokenizer; this launch trains the small-vocabulary model."""
     train, val = pairwise_data / "train.parquet", pairwise_data / "val.parquet"
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, train, val, max_steps=2)
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, train, val, max_steps=2)
     result = launch(recipe)
     assert f"{train}: 152 rows, 152 kept (loss on final assistant message(s), max_length 1024)" in result.stdout
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())

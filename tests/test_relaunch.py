@@ -1,7 +1,7 @@
 """`judge-sft train` stopped and relaunched as a user does, on a LoRA run of max_steps 6 (1.5 epochs): Ctrl-C (SIGINT to
-the launcher's process group) after step 1; the same command, which resumes to the end; the same command once more,
+the launcher's process group) in the first epoch; the same command, which resumes to the end; the same command once more,
 which has nothing to train. Then a full fine-tune into that output_dir, refused, and `judge-sft merge` of its adapters.
-Two real launches (2 CPU processes, ZeRO-3, the tiny Qwen3); and the relaunch checks on output directories written here."""
+Real launches (2 CPU processes, ZeRO-3, the small-vocabulary tiny Qwen3); and the relaunch checks on output directories written here."""
 
 import ast
 import hashlib
@@ -55,8 +55,9 @@ def judge_sft_train(recipe, *overrides):
     return result.returncode, result.stdout, result.stderr
 
 
-def interrupted_after_step_1(recipe):
-    """`judge-sft train` in a terminal of its own, Ctrl-C'd once it has logged step 1: (status, output)."""
+def interrupted_in_the_first_epoch(recipe):
+    """`judge-sft train` in a terminal of its own, Ctrl-C'd once its progress bar is up (step 1 in progress; the
+    small-vocabulary model's steps are too quick to wait for a logged one): (status, output)."""
     process = subprocess.Popen(
         train_command(recipe),
         cwd=REPO,
@@ -71,9 +72,9 @@ def interrupted_after_step_1(recipe):
     reader.start()
     try:
         deadline = time.time() + 600
-        while not re.search(r"^\{'(train/)?loss': ", "".join(lines), re.M):
+        while not re.search(rf"\| 0/{MAX_STEPS} \[", "".join(lines)):
             assert process.poll() is None, "".join(lines)[-4000:]
-            assert time.time() < deadline, "step 1 never came"
+            assert time.time() < deadline, "training never started"
             time.sleep(0.2)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the terminal's foreground process group
         process.wait(GRACE + 120)
@@ -103,17 +104,17 @@ def complete_checkpoints(output_dir):
 
 
 @pytest.fixture(scope="module")
-def relaunched(tmp_path_factory, tiny_model_dir):
+def relaunched(tmp_path_factory, small_vocab_model_dir):
     directory = tmp_path_factory.mktemp("relaunch")
     rows = [conversation(i, 1 + i % 3) for i in range(ROWS + VAL_ROWS)]
     metadata = {b"judge_sft.train_on": b"final"}
     train = write_messages(directory / "train.parquet", rows[:ROWS], metadata)
     val = write_messages(directory / "val.parquet", rows[ROWS:], metadata)
-    recipe = tiny_recipe(directory, tiny_model_dir, train, val, **SETTINGS)
+    recipe = tiny_recipe(directory, small_vocab_model_dir, train, val, **SETTINGS)
     output_dir = directory / "out"
     run = {"recipe": recipe, "output_dir": output_dir, "train": train}
 
-    run["stopped"] = interrupted_after_step_1(recipe)
+    run["stopped"] = interrupted_in_the_first_epoch(recipe)
     run["after_stop"] = sorted(path.name for path in output_dir.iterdir())
     run["stop_step"] = (complete_checkpoints(output_dir) or [None])[-1]
 
@@ -137,7 +138,7 @@ def test_ctrl_c_stops_with_a_checkpoint_exit_75_and_no_traceback(relaunched):
     status, output = relaunched["stopped"]
     stop, output_dir = relaunched["stop_step"], relaunched["output_dir"]
     assert status == 75, output[-4000:]
-    assert 2 <= stop < STEPS_PER_EPOCH  # the step in progress when the signal came
+    assert 1 <= stop < STEPS_PER_EPOCH  # the step in progress when the signal came
     assert output.splitlines()[-1] == (
         f"judge-sft train: error: stopped by SIGINT after saving {output_dir / f'checkpoint-{stop}'} (status 75): "
         "relaunch the same command to resume"
@@ -155,7 +156,7 @@ def test_a_stop_leaves_no_model_card_where_there_is_no_model(relaunched):
 
 
 @pytest.mark.launch
-def test_num_tokens_counts_on_from_the_checkpoint(relaunched, tiny_model_dir):
+def test_num_tokens_counts_on_from_the_checkpoint(relaunched, small_vocab_model_dir):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
@@ -164,7 +165,7 @@ def test_num_tokens_counts_on_from_the_checkpoint(relaunched, tiny_model_dir):
 
     status, out, err = relaunched["resumed"]
     assert status == 0, (out + err)[-4000:]
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(small_vocab_model_dir)
     rows, _ = tokenize_dataset(
         Dataset.from_parquet(str(relaunched["train"])), tokenizer, training_chat_template(tokenizer), 256, "final"
     )
@@ -236,7 +237,7 @@ def test_a_full_fine_tune_into_a_lora_runs_output_dir_is_one_line_before_anythin
 @pytest.mark.launch
 def test_merge_writes_a_plain_model_with_the_adapters_logits(relaunched, tmp_path):
     from peft import AutoPeftModelForCausalLM
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from judge_sft.train.inference_template import has_training_tags
 
@@ -258,7 +259,9 @@ def test_merge_writes_a_plain_model_with_the_adapters_logits(relaunched, tmp_pat
     template = (merged_dir / "chat_template.jinja").read_text()
     assert template == (output_dir / "chat_template.jinja").read_text() and not has_training_tags(template)
 
-    tokens = torch.tensor([[151644, 872, 198, 3838, 374, 220, 22, 30, 151645]])
+    tokens = AutoTokenizer.from_pretrained(output_dir)(
+        "<|im_start|>user\nWhat is 7?<|im_end|>", return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         adapted = AutoPeftModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32).eval()(tokens).logits
         merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()(tokens).logits
@@ -278,10 +281,14 @@ def test_merge_writes_a_plain_model_with_the_adapters_logits(relaunched, tmp_pat
 
 
 @pytest.mark.launch
-def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_step(tmp_path, tiny_model_dir, small_data):
+def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_step(
+    tmp_path, small_vocab_model_dir, small_data
+):
     from safetensors.torch import load_file
 
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, *small_data, max_steps=1, eval_strategy="no", report_to="none")
+    recipe = tiny_recipe(
+        tmp_path, small_vocab_model_dir, *small_data, max_steps=1, eval_strategy="no", report_to="none"
+    )
     stopped = launch(recipe, "--stop_after", "0s", check=False)  # the deadline is past at the end of step 1
     output_dir = tmp_path / "out"
     assert "stop_after 0s reached: saving checkpoint-1" in stopped.stdout
