@@ -28,6 +28,10 @@ CPU_CONFIG = REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# The venv's bin first, as if activated, for every launch: DeepSpeed JIT-builds its CPU ops with the `ninja` on PATH,
+# and a venv's ninja (1.13) and a system one (1.11) hash their build logs differently, so each rebuilt (~35 CPU
+# seconds) what the other had built whenever launches with and without the venv on PATH alternated.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 
 def pytest_collection_modifyitems(config, items):
