@@ -15,6 +15,7 @@ PATCHED = {
     "transformers.integrations.integration_utils": "rewrite_logs",
     "transformers.trainer": "skip_first_batches",
     "deepspeed.runtime.sequence_parallel.ulysses_sp": "UlyssesSPAttentionHF.forward",
+    "deepspeed.runtime.compiler": "compile",
 }
 
 CHECK_PATCHED = f"""
@@ -39,15 +40,26 @@ from judge_sft import patches
 patches.install()
 patches.install()
 print("after install:", sorted(patched()))
+# what every ZeRO start-up imports: Muon's kernels, decorated with torch.compile
+import deepspeed.runtime.zero.muon.original_muon as muon
+print("inductor after the Muon import:", "torch._inductor.compile_fx" in sys.modules)
+import os, torch
+os.environ["TORCHDYNAMO_DISABLE"] = "1"  # the first call compiles (eager here): the kernel still computes
+print("kernel on first call:", muon.zeropower_via_newtonschulz5(torch.eye(2), steps=1).shape)
 """
 
 
 def test_importing_every_module_patches_nothing_until_install():
     result = subprocess.run([sys.executable, "-c", CHECK_PATCHED], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("after")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("after", "inductor", "kernel"))]
     everything = sorted(f"{module}.{name}" for module, name in PATCHED.items())
-    assert lines == ["after import: []", f"after install: {everything}"]
+    assert lines == [
+        "after import: []",
+        f"after install: {everything}",
+        "inductor after the Muon import: False",  # ~0.35 s of CPU per process before the patch
+        "kernel on first call: torch.Size([2, 2])",
+    ]
 
 
 def upstream_source_digest(spec):
