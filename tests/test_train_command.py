@@ -16,6 +16,8 @@ import yaml
 from conftest import REPO, conversation, free_port, write_messages
 from safetensors.torch import load_file
 
+from judge_sft.cli import main as cli_main
+
 SECRETS = {"HF_TOKEN": "hf_judgesftTestSecret0123", "WANDB_API_KEY": "wandb0123judgesftTestSecret"}
 # CPUs here: fp32, so fp32 master weights rather than the template's bf16_kahan
 TRAIN_OVERRIDES = ["--bf16", "false", "--dtype", "float32", "--master_weights", "fp32", "--attn_implementation", "sdpa"]
@@ -29,6 +31,14 @@ def judge_sft(*args, cwd, env=None, timeout=900):
     command = [sys.executable, "-m", "judge_sft.cli", *map(str, args)]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     return result.returncode, result.stdout, result.stderr
+
+
+def judge_sft_here(capsys, *args):
+    """The CLI in this process, its imports already paid (the `quiet_imports` fixture): (exit status, stdout, stderr).
+    For refusals in the parent; a fresh process (`judge_sft`) where its whole output is what a test reads."""
+    status = cli_main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +64,14 @@ def recipe(tmp_path_factory, small_vocab_model_dir, data):
     return directory / "recipe.yaml"
 
 
-def test_a_bad_recipe_fails_in_the_parent_with_one_line_and_starts_nothing(recipe, tmp_path):
+def test_a_bad_recipe_fails_in_the_parent_with_one_line_and_starts_nothing(recipe, tmp_path, quiet_imports, capsys):
     output_dir = tmp_path / "out"
-    for overrides, message in [
-        (["--sp_size", "3"], "recipe: world size 2 is not divisible by sp_size 3"),
+    status, _, err = judge_sft(
+        "train", recipe, "--accelerate-config", "cpu_zero3_2proc", "--output_dir", output_dir, "--sp_size", "3",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert (status, err) == (1, "judge-sft train: error: recipe: world size 2 is not divisible by sp_size 3\n")
+    for overrides, message in [  # in this process: the same command, without another start-up
         (
             ["--cpu_offload", "true"],
             "recipe: cpu_offload is all but the launch's DeepSpeed config offloads nothing (optimizer states and "
@@ -75,17 +89,16 @@ def test_a_bad_recipe_fails_in_the_parent_with_one_line_and_starts_nothing(recip
         ),
         (["--learning_rat", "1e-5"], "command line: unknown recipe key `learning_rat`; did you mean `learning_rate`?"),
     ]:
-        status, out, err = judge_sft(
-            "train", recipe, "--accelerate-config", "cpu_zero3_2proc", "--output_dir", output_dir, *overrides,
-            cwd=tmp_path,
-        )  # fmt: skip
+        status, _, err = judge_sft_here(
+            capsys, "train", recipe, "--accelerate-config", "cpu_zero3_2proc", "--output_dir", output_dir, *overrides
+        )
         assert status == 1
         assert err.startswith(f"judge-sft train: error: {message}") and err.count("\n") == 1
     assert not output_dir.exists()
 
 
-def test_an_unknown_bundled_config_is_named_with_the_choices(recipe, tmp_path):
-    status, _, err = judge_sft("train", recipe, "--accelerate-config", "zero9", cwd=tmp_path)
+def test_an_unknown_bundled_config_is_named_with_the_choices(recipe, quiet_imports, capsys):
+    status, _, err = judge_sft_here(capsys, "train", recipe, "--accelerate-config", "zero9")
     assert status == 1
     assert err == (
         "judge-sft train: error: --accelerate-config zero9: no such bundled config (one of cpu_zero1_2proc, "
@@ -94,10 +107,13 @@ def test_an_unknown_bundled_config_is_named_with_the_choices(recipe, tmp_path):
     )
 
 
-def test_dry_run_prints_the_batch_plan_and_the_exact_accelerate_command(recipe, tmp_path):
-    status, out, _ = judge_sft(
-        "train", recipe, "--max_steps", "2", "--dry-run", "--num-machines", "2", "--machine-rank", "1",
-        "--main-process-ip", "10.1.2.3", "--main-process-port", "6001", "--num-processes", "2", cwd=tmp_path,
+def test_dry_run_prints_the_batch_plan_and_the_exact_accelerate_command(
+    recipe, tmp_path, quiet_imports, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = judge_sft_here(
+        capsys, "train", recipe, "--max_steps", "2", "--dry-run", "--num-machines", "2", "--machine-rank", "1",
+        "--main-process-ip", "10.1.2.3", "--main-process-port", "6001", "--num-processes", "2",
     )  # fmt: skip
     assert status == 0
     config = (
@@ -114,19 +130,24 @@ def test_dry_run_prints_the_batch_plan_and_the_exact_accelerate_command(recipe, 
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_non_standard_multinode_launcher_is_refused_unless_allowed(recipe, tmp_path):
+def test_a_non_standard_multinode_launcher_is_refused_unless_allowed(
+    recipe, tmp_path, quiet_imports, capsys, monkeypatch
+):
     config = yaml.safe_load((REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml").read_text())
     config["deepspeed_config"]["deepspeed_multinode_launcher"] = "pdsh"
     (tmp_path / "pdsh.yaml").write_text(yaml.safe_dump(config))
     launch = ["train", recipe, "--accelerate-config", tmp_path / "pdsh.yaml", "--num-machines", "2", "--dry-run"]
-    status, _, err = judge_sft(*launch, cwd=tmp_path, env=SECRETS)
+    monkeypatch.chdir(tmp_path)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    status, _, err = judge_sft_here(capsys, *launch)
     assert status == 1
     assert err == (
         f"judge-sft train: error: {tmp_path / 'pdsh.yaml'}: deepspeed_multinode_launcher pdsh makes accelerate write "
         "this shell's whole environment (HF_TOKEN, WANDB_API_KEY included) to .deepspeed_env in the working "
         "directory; use standard, or pass --allow-env-file to accept that\n"
     )
-    assert judge_sft(*launch, "--allow-env-file", cwd=tmp_path)[0] == 0
+    assert judge_sft_here(capsys, *launch, "--allow-env-file")[0] == 0
     assert not (tmp_path / ".deepspeed_env").exists()
     assert ".deepspeed_env" in (REPO / ".gitignore").read_text().split()
 
