@@ -36,12 +36,19 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
 # by test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run below.
 @pytest.mark.parametrize("mode", ["optimizer", "all"])
 def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, small_vocab_model_dir, small_data, mode):
+    """Two steps, then the same recipe raised to three, one after the other in one launch (test_sequence_parallel.py's
+    driver): the second resumes from the first's checkpoint."""
     recipe = tiny_recipe(tmp_path, small_vocab_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
-    config = cpu_config(tmp_path, offload=mode)
-    launch(recipe, config=config)
+    raised = tmp_path / "raised.yaml"
+    raised.write_text(yaml.safe_dump({**yaml.safe_load(recipe.read_text()), "max_steps": 3, "save_steps": 3}))
+    output = launch_driver(
+        cpu_config(tmp_path, offload=mode),
+        [(recipe, tmp_path / "error.txt"), (raised, tmp_path / "error.txt")],
+        tmp_path,
+    )
+    assert not (tmp_path / "error.txt").exists()
     assert read_state(tmp_path / "out" / "checkpoint-2")["global_step"] == 2
-    resumed = launch(recipe, "--max_steps", 3, "--save_steps", 3, config=config)
-    assert f"resuming from {tmp_path / 'out' / 'checkpoint-2'}" in resumed.stdout
+    assert f"resuming from {tmp_path / 'out' / 'checkpoint-2'}" in output
     state = read_state(tmp_path / "out")
     assert state["global_step"] == 3 and [entry["step"] for entry in state["log_history"] if "loss" in entry] == [
         1,
