@@ -189,11 +189,12 @@ def test_special_token_text_warns(capsys, tmp_path, tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def truncating_recipe(tmp_path_factory, tiny_model_dir):
+def truncating_recipe(tmp_path_factory, small_vocab_model_dir):
+    """The two launches train the small-vocabulary model: the same 6 long rows lose trained tokens at 96."""
     directory = tmp_path_factory.mktemp("doctor_run")
     return tiny_recipe(
         directory,
-        tiny_model_dir,
+        small_vocab_model_dir,
         long_answers(directory, 6),
         max_length=96,
         max_steps=1,
