@@ -75,9 +75,11 @@ def build_tiny_model(
     dtype=None,
     device=None,
     tokenizer_dir=None,
+    tie_word_embeddings=True,
 ):
     """A random Qwen3 of any shape (the defaults: tiny; the GPU benchmark builds a Qwen3-4B shape on the GPU) with
-    the tokenizer in `tokenizer_dir` (default: the real Qwen3 one). Returns output_dir."""
+    the tokenizer in `tokenizer_dir` (default: the real Qwen3 one). Qwen3 up to 4B ties its input and output
+    embeddings, 8B and larger do not. Returns output_dir."""
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise JudgeSFTError(f"{output_dir} is a file, not a directory; name a folder for the model")
     import torch
@@ -93,7 +95,7 @@ def build_tiny_model(
         num_key_value_heads=num_kv_heads,
         head_dim=head_dim or hidden_size // num_heads,
         max_position_embeddings=4096,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,

@@ -5,8 +5,8 @@ Which tiny model when (docs/development.md#which-tiny-model):
 - `tiny_model_dir`: the real Qwen3 tokenizer (151,669 tokens). For every test where tokenisation, masks, templates,
   truncation or token counts are what it checks, and for those whose thresholds (max_length, trained-token fractions)
   were set in real Qwen3 tokens.
-- `small_vocab_model_dir`: the same Qwen3 architecture, chat template and added tokens over a 1,777-token BPE trained on
-  the bundled sample (judge_sft.tiny_model.write_small_vocab_tokenizer). For launches that test training, saving,
+- `small_vocab_model_dir`: the same Qwen3 architecture (embeddings untied, as in the 14B and 32B), chat template and
+  added tokens over a 1,777-token BPE trained on the bundled sample (judge_sft.tiny_model.write_small_vocab_tokenizer). For launches that test training, saving,
   resuming, stopping, pushing, sampling and parity, not the tokenizer: the LM head and log-probs over 151,669 tokens
   were more than half of each micro step.
 """
@@ -58,7 +58,10 @@ def small_vocab_model_dir(tmp_path_factory):
     from judge_sft.tiny_model import build_tiny_model, write_small_vocab_tokenizer
 
     tokenizer_dir = write_small_vocab_tokenizer(tmp_path_factory.mktemp("small_vocab_tokenizer"))
-    return Path(build_tiny_model(tmp_path_factory.mktemp("small_vocab_model"), tokenizer_dir=tokenizer_dir))
+    # untied, as the 14B and 32B judges are: a tied random model's greedy output repeats the prompt's last token (a
+    # newline here), so eval samples could not show that training moved them
+    model_dir = tmp_path_factory.mktemp("small_vocab_model")
+    return Path(build_tiny_model(model_dir, tokenizer_dir=tokenizer_dir, tie_word_embeddings=False))
 
 
 @pytest.fixture(scope="session")

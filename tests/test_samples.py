@@ -1,10 +1,10 @@
 """Eval samples (`eval_samples`, judge_sft/train/samples.py): greedy completions of the first val rows at every
 evaluation, in OUTPUT_DIR/samples/, the reporters, the model card and `judge-sft samples`.
 
-The launch tests read three real 2-process ZeRO-3 CPU trainings of the tiny Qwen3, run one after the other in one
-launch: sp_size 1 (wandb and tensorboard on), sp_size 2, and LoRA. They keep the real tokenizer: with the
-small-vocabulary model, greedy output is all newlines from the first evaluation on, and could not show it moved. Every final completion must equal what greedy `generate` writes with the saved model and
-tokenizer. SGD at a large learning rate keeps the tiny model's greedy output changing from step to step, and the
+The launch tests read three real 2-process ZeRO-3 CPU trainings of the small-vocabulary tiny Qwen3 (untied
+embeddings: tied, its greedy output was newlines only), run one after the other in one launch: sp_size 1 (wandb and
+tensorboard on), sp_size 2, and LoRA. Every final completion must equal what greedy `generate` writes with the saved
+model and tokenizer. SGD at a large learning rate keeps the tiny model's greedy output changing from step to step, and the
 sp_size 1 and 2 runs comparable step by step (as in test_sequence_parallel.py).
 """
 
@@ -174,7 +174,7 @@ def test_card_shows_the_last_steps_samples_shortened_in_a_table(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sample_runs(tmp_path_factory, tiny_model_dir):
+def sample_runs(tmp_path_factory, small_vocab_model_dir):
     """The three runs, one after the other in one launch (test_sequence_parallel.py's driver): sp_size 1 with wandb
     and tensorboard, sp_size 2 (val row 0's prompt alone is longer than max_length in both), and LoRA on a val file of
     2 rows with eval_samples 5 (both are sampled). Returns name -> output directory, and the launch's output."""
@@ -189,7 +189,7 @@ def sample_runs(tmp_path_factory, tiny_model_dir):
     for name, (val_rows, overrides) in runs.items():
         (directory / name).mkdir()
         train, val = sample_data(directory / name, val_rows)
-        recipe = tiny_recipe(directory / name, tiny_model_dir, train, val, **{**RUN_SETTINGS, **overrides})
+        recipe = tiny_recipe(directory / name, small_vocab_model_dir, train, val, **{**RUN_SETTINGS, **overrides})
         jobs.append((recipe, directory / name / "error.txt"))
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory / "sp1"), "WANDB_PROJECT": "judge-sft-test"}
     output = launch_driver(CPU_CONFIG.name, jobs, directory, env=env)
@@ -312,6 +312,6 @@ def test_sp2_samples_are_what_the_saved_model_generates_and_sp_training_goes_on_
 
 
 @pytest.mark.launch
-def test_lora_samples_every_val_row_when_eval_samples_exceeds_them(lora_run, tiny_model_dir):
+def test_lora_samples_every_val_row_when_eval_samples_exceeds_them(lora_run, small_vocab_model_dir):
     output_dir, _ = lora_run
-    check_samples_of_every_eval(output_dir, [0, 1], base_model_dir=tiny_model_dir)
+    check_samples_of_every_eval(output_dir, [0, 1], base_model_dir=small_vocab_model_dir)
