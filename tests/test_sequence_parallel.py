@@ -2,15 +2,15 @@
 
 The parity runs are real trainings through judge_sft/run.py on 2 CPU processes (gloo), the tiny Qwen3, SGD at a large
 learning rate, no gradient clipping, 3 optimizer steps over variable-length rows. To keep the suite fast, one
-`accelerate launch` per ZeRO stage runs this file as a driver (`drive`), which trains several recipes one after the
-other in the same two processes: sp_size 1 and 2 at micro batch 1 and 2 (`runs`: padded rows on ZeRO-1, the tiled
-MLP on ZeRO-3), a run interrupted and resumed (ZeRO-3), and a recipe that must be refused. ZeRO-3's launch also runs
-the GPU-only branches with an H100's facts stated (docs/gpu.md#gpu-branches-on-cpu): its sp_size 2 runs attend
-through `sdpa_with_document_mask`'s varlen branch (a CPU kernel standing in for the flash kernel; ZeRO-1 and -2 keep
-the CPU branch), `auto` probes and trains torch_varlen with eval samples, and plan's memory verdict refuses a recipe
-that does not fit. Each output directory holds
-what the tests compare: the per-step loss, grad_norm and num_tokens and the val/loss (trainer_state.json of the final
-checkpoint), and the final weights. About 80-100 s per launch on 2 idle cores.
+`accelerate launch` runs this file as a driver (`drive`), which trains several recipes one after the other in the same
+two processes, each ZeRO stage's with the environment its accelerate config sets (`stage_environment`): sp_size 1 and
+2 at micro batch 1 and 2 (`runs`: padded rows on ZeRO-1, the tiled MLP on ZeRO-3), a run interrupted and resumed
+(ZeRO-3), and a recipe that must be refused. ZeRO-3's jobs also run the GPU-only branches with an H100's facts stated
+(docs/gpu.md#gpu-branches-on-cpu): its sp_size 2 runs attend through `sdpa_with_document_mask`'s varlen branch (a CPU
+kernel standing in for the flash kernel; ZeRO-1 and -2 keep the CPU branch), `auto` probes and trains torch_varlen
+with eval samples, and plan's memory verdict refuses a recipe that does not fit. Each output directory holds what the
+tests compare: the per-step loss, grad_norm and num_tokens and the val/loss (trainer_state.json of the final
+checkpoint), and the final weights.
 
 Same data: both sp_sizes launch 2 processes, so both shard the (seeded, shuffled) data the same way over 2 ranks. At
 sp_size 1 the 2 ranks are dp 2; at sp_size 2 they are one SP group that trains rank 0's batch, then rank 1's: the same
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
@@ -128,34 +129,69 @@ def launch_driver(config, jobs, directory, env=None):
     return result.stdout
 
 
-@pytest.fixture(scope="module", params=sorted(STAGES), ids=lambda stage: f"zero{stage}")
-def stage_runs(request, tmp_path_factory, small_vocab_model_dir, sp_data):
-    """The runs of one ZeRO stage: name -> output directory; plus the launch's output and the bad recipe's directory.
-    ZeRO-3 also interrupts sp2_mb1 after its first step and resumes it (`sp2_resume`), runs its sp_size 2 recipes on a
-    stated H100 (the GPU branch of `sdpa_with_document_mask`, the CPU kernel standing in) and adds `STATED_GPU_RUNS`."""
-    directory = tmp_path_factory.mktemp(f"zero{request.param}")
+def stage_environment(stage):
+    """What `accelerate launch --config_file accelerate_configs/cpu_zero{stage}_2proc.yaml` sets in its processes for
+    the ZeRO stage (accelerate/utils/launch.py): each stage's jobs get it over the ZeRO-3 launch's."""
+    config = yaml.safe_load((REPO / "accelerate_configs" / STAGES[stage]).read_text())["deepspeed_config"]
+    return {
+        "ACCELERATE_DEEPSPEED_ZERO_STAGE": str(config["zero_stage"]),
+        "ACCELERATE_DEEPSPEED_ZERO3_INIT": str(config["zero3_init_flag"]).lower(),
+        "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL": str(config["zero3_save_16bit_model"]).lower(),
+    }
+
+
+def stage_jobs(stage, directory, model_dir, sp_data):
+    """The driver jobs of one ZeRO stage, with its environment, and name -> output directory of the runs compared.
+    ZeRO-3 also interrupts sp2_mb1 after its first step and resumes it (`sp2_resume`), runs its sp_size 2 recipes on
+    a stated H100 (the GPU branch of `sdpa_with_document_mask`, the CPU kernel standing in) and adds
+    `STATED_GPU_RUNS`."""
     jobs = []
 
     def job(name, overrides, env=None, recipe_name=None):
-        (directory / name).mkdir(exist_ok=True)
-        recipe = tiny_recipe(directory / name, small_vocab_model_dir, *sp_data, **{**RUN_SETTINGS, **overrides})
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        recipe = tiny_recipe(directory / name, model_dir, *sp_data, **{**RUN_SETTINGS, **overrides})
         if recipe_name:
             recipe = recipe.rename(directory / name / recipe_name)
-        env = env or (STATED_H100 if request.param == 3 and overrides.get("sp_size", 1) > 1 else {})
-        jobs.append((recipe, directory / name / "error.txt", env))
+        env = env or (STATED_H100 if stage == 3 and overrides.get("sp_size", 1) > 1 else {})
+        jobs.append((recipe, directory / name / "error.txt", {**stage_environment(stage), **env}))
 
-    for name, overrides in runs(request.param).items():
+    for name, overrides in runs(stage).items():
         job(name, overrides)
     job("bad", BAD_RECIPE)
-    if request.param == 3:
+    if stage == 3:
         settings = {**runs(3)["sp2_mb1"], "save_only_model": False}
         job("sp2_resume", {**settings, "max_steps": 1, "save_steps": 1}, recipe_name="stop.yaml")
         job("sp2_resume", settings)
         for name, overrides in STATED_GPU_RUNS.items():
             job(name, overrides, STATED_H100)
-    output = launch_driver(STAGES[request.param], jobs, directory)
-    names = RUN_NAMES + (["sp2_resume", *STATED_GPU_RUNS] if request.param == 3 else [])
-    return {name: directory / name / "out" for name in names}, output, directory / "bad"
+    names = RUN_NAMES + (["sp2_resume", *STATED_GPU_RUNS] if stage == 3 else [])
+    return jobs, {name: directory / name / "out" for name in names}
+
+
+@pytest.fixture(scope="module")
+def every_stage_runs(tmp_path_factory, small_vocab_model_dir, sp_data):
+    """Every ZeRO stage's jobs, one stage after the other in one launch: stage -> (name -> output directory, the
+    launch's output of that stage's jobs, the bad recipe's directory)."""
+    directory = tmp_path_factory.mktemp("sp_parity")
+    jobs, outputs = [], {}
+    for stage in sorted(STAGES):
+        stage_jobs_of, outputs[stage] = stage_jobs(stage, directory / f"zero{stage}", small_vocab_model_dir, sp_data)
+        jobs += stage_jobs_of
+    sections = job_outputs(launch_driver(STAGES[3], jobs, directory))
+    return {
+        stage: (
+            outputs[stage],
+            "".join(text for recipe, text in sections.items() if directory / f"zero{stage}" in recipe.parents),
+            directory / f"zero{stage}" / "bad",
+        )
+        for stage in sorted(STAGES)
+    }
+
+
+@pytest.fixture(scope="module", params=sorted(STAGES), ids=lambda stage: f"zero{stage}")
+def stage_runs(request, every_stage_runs):
+    """One ZeRO stage's runs: name -> output directory, the launch's output of its jobs, the bad recipe's directory."""
+    return every_stage_runs[request.param]
 
 
 def history(output_dir):
@@ -201,6 +237,15 @@ def test_sp2_val_loss_equals_sp1(stage_runs, micro):
     _, sequence_parallel = history(outputs[f"sp2_mb{micro}"])
     assert len(reference) == len(sequence_parallel) == 1
     assert sequence_parallel[0] == pytest.approx(reference[0], abs=TOLERANCE)
+
+
+@pytest.mark.launch
+def test_each_stages_runs_trained_under_that_zero_stage(stage_runs):
+    outputs, _, _ = stage_runs
+    trained = {name: out.parent for name, out in outputs.items() if not (out.parent / "error.txt").exists()}
+    assert trained and all(
+        (job / "zero_stage.txt").read_text() == job.parent.name.removeprefix("zero") for job in trained.values()
+    )
 
 
 @pytest.mark.launch
@@ -409,6 +454,21 @@ def test_tiled_mlp_leaves_loss_and_gradients_unchanged(small_vocab_model_dir):
 # ---- the driver: `accelerate launch ... tests/test_sequence_parallel.py jobs.json`
 
 
+JOB_MARKER = "test driver: job "
+
+
+def job_outputs(output):
+    """A driver launch's output split by job: recipe path -> what was printed from its start to the next job's."""
+    sections, current = {}, None
+    for line in output.splitlines(keepends=True):
+        if line.startswith(JOB_MARKER):
+            current = Path(line[len(JOB_MARKER) :].strip())
+            sections[current] = sections.get(current, "")
+        elif current is not None:
+            sections[current] += line
+    return sections
+
+
 def drive(spec_path):
     """Train each job's recipe with judge_sft/run.py's main, one after the other in these processes, each with its
     environment variables set (then removed). A JudgeSFTError
@@ -423,14 +483,24 @@ def drive(spec_path):
     from judge_sft.errors import JudgeSFTError
 
     for recipe, error_file, environment in json.loads(Path(spec_path).read_text()):
+        launch_environment = {name: os.environ.get(name) for name in environment}
         os.environ.update(environment)
+        if int(os.environ["RANK"]) == 0:
+            print(f"{JOB_MARKER}{recipe}", flush=True)
         try:
             run.main([recipe])
         except JudgeSFTError as error:
             if int(os.environ["RANK"]) == 0:
                 Path(error_file).write_text(str(error))
-        for name in environment:
-            del os.environ[name]
+        else:
+            if int(os.environ["RANK"]) == 0:  # the stage the job trained under, as accelerate's state had it
+                zero_stage = AcceleratorState().deepspeed_plugin.zero_stage
+                Path(error_file).with_name("zero_stage.txt").write_text(str(zero_stage))
+        for name, value in launch_environment.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
         AcceleratorState._reset_state(reset_partial_state=True)
         parallel_state_sp._release_sequence_parallel_groups()
         groups.mpu = None
