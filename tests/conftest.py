@@ -34,10 +34,36 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 
+# The files that take longest (launches), longest first, from a `make test` on 2 cores: under `--dist loadfile` each
+# file is one unit of work, handed out in collection order, and the last one to start decides when the run ends.
+LONGEST_FIRST = [
+    "test_training.py",
+    "test_memory_options.py",
+    "test_relaunch.py",
+    "test_plan.py",
+    "test_evaluation_endpoint.py",
+    "test_sequence_parallel.py",
+    "test_train_command.py",
+    "test_doctor.py",
+    "test_errors_launch.py",
+    "test_preemption.py",
+    "test_push.py",
+    "test_errors_before_launch.py",
+    "test_samples.py",
+    "test_recipe_command.py",
+    "test_judge_training.py",
+    "test_evaluate.py",
+    "test_eval_judge.py",
+]
+
+
 def pytest_collection_modifyitems(config, items):
-    """`gpu`-marked tests need a CUDA GPU: skipped without one, so `pytest` and CI never wait on them."""
+    """Files in LONGEST_FIRST order, then the rest as collected (a stable sort keeps each file's tests together and
+    in order). `gpu`-marked tests need a CUDA GPU: skipped without one, so `pytest` and CI never wait on them."""
     import torch
 
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     if torch.cuda.is_available():
         return
     no_gpu = pytest.mark.skip(reason="needs a CUDA GPU")

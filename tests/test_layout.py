@@ -72,3 +72,11 @@ def test_readme_file_map_matches_the_package_tree():
     tracked = {path for path in tracked if not any(path.startswith(folder + "/") for folder in whole)}
     assert sorted(tracked - entries) == []  # files missing from the map
     assert sorted(entries - tracked - folders - {"__init__.py"}) == []  # map entries that do not exist
+
+
+def test_the_suites_longest_first_order_names_test_files_that_exist():
+    from conftest import LONGEST_FIRST
+
+    tests = Path(__file__).resolve().parent
+    assert [name for name in LONGEST_FIRST if not (tests / name).is_file()] == []
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
