@@ -1,6 +1,7 @@
 """Where the model states live, in real 2-process ZeRO-3 launches on CPU: each `cpu_offload` mode trains and resumes
-with its config, a recipe and a launch that disagree stop in one line, and `master_weights: bf16_kahan` resumes
-exactly after a kill, trains LoRA adapters, and keeps bf16 Adam states with a Kahan buffer."""
+with its config, a recipe that disagrees with the launch's config is refused in one line before anything is written,
+and `master_weights: bf16_kahan` resumes exactly after a kill, trains LoRA adapters, and keeps bf16 Adam states with a
+Kahan buffer."""
 
 import subprocess
 import sys
@@ -34,22 +35,32 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
 # `none` with fp32 master weights is every other launch's (cpu_zero3_2proc.yaml), resumed by
 # tests/test_training.py::test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run; with bf16_kahan,
 # by test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run below.
-@pytest.mark.parametrize("mode", ["optimizer", "all"])
-def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, small_vocab_model_dir, small_data, mode):
-    """Two steps, then the same recipe raised to three, one after the other in one launch (test_sequence_parallel.py's
-    driver): the second resumes from the first's checkpoint."""
-    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, small_data[0], cpu_offload=mode, max_steps=2, **SETTINGS)
-    raised = tmp_path / "raised.yaml"
+@pytest.fixture(scope="module", params=["optimizer", "all"])
+def offload_run(request, tmp_path_factory, small_vocab_model_dir):
+    """One launch with the offload config of a cpu_offload mode (test_sequence_parallel.py's driver): two steps, then
+    the same recipe raised to three, which resumes from the first's checkpoint. The `all` launch first runs a recipe
+    that says `cpu_offload: optimizer`. Returns the mode's directory and the launch's output."""
+    mode, directory = request.param, tmp_path_factory.mktemp(f"offload_{request.param}")
+    train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
+    recipe = tiny_recipe(directory, small_vocab_model_dir, train, cpu_offload=mode, max_steps=2, **SETTINGS)
+    raised = directory / "raised.yaml"
     raised.write_text(yaml.safe_dump({**yaml.safe_load(recipe.read_text()), "max_steps": 3, "save_steps": 3}))
-    output = launch_driver(
-        cpu_config(tmp_path, offload=mode),
-        [(recipe, tmp_path / "error.txt"), (raised, tmp_path / "error.txt")],
-        tmp_path,
-    )
-    assert not (tmp_path / "error.txt").exists()
-    assert read_state(tmp_path / "out" / "checkpoint-2")["global_step"] == 2
-    assert f"resuming from {tmp_path / 'out' / 'checkpoint-2'}" in output
-    state = read_state(tmp_path / "out")
+    jobs = [(recipe, directory / "error.txt"), (raised, directory / "error.txt")]
+    if mode == "all":
+        (directory / "disagree").mkdir()
+        disagree = tiny_recipe(
+            directory / "disagree", small_vocab_model_dir, train, cpu_offload="optimizer", max_steps=2, **SETTINGS
+        )
+        jobs.insert(0, (disagree, directory / "disagree" / "error.txt"))
+    return directory, launch_driver(cpu_config(directory, offload=mode), jobs, directory)
+
+
+def test_each_offload_mode_trains_two_steps_and_resumes(offload_run):
+    directory, output = offload_run
+    assert not (directory / "error.txt").exists()
+    assert read_state(directory / "out" / "checkpoint-2")["global_step"] == 2
+    assert f"resuming from {directory / 'out' / 'checkpoint-2'}" in output
+    state = read_state(directory / "out")
     assert state["global_step"] == 3 and [entry["step"] for entry in state["log_history"] if "loss" in entry] == [
         1,
         2,
@@ -57,21 +68,14 @@ def test_each_offload_mode_trains_two_steps_and_resumes(tmp_path, small_vocab_mo
     ]
 
 
-def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(
-    tmp_path, small_vocab_model_dir, small_data
-):
-    recipe = tiny_recipe(
-        tmp_path, small_vocab_model_dir, small_data[0], cpu_offload="optimizer", max_steps=2, **SETTINGS
+@pytest.mark.parametrize("offload_run", ["all"], indirect=True)
+def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(offload_run):
+    directory, _ = offload_run
+    assert (directory / "disagree" / "error.txt").read_text() == (
+        "recipe: cpu_offload is optimizer but the launch's DeepSpeed config offloads the optimizer states and the "
+        "parameters; set `cpu_offload: all` or launch with --config_file accelerate_configs/zero3_offload_optimizer.yaml"
     )
-    result = launch(recipe, config=cpu_config(tmp_path, offload="all"), check=False)
-    assert result.returncode != 0
-    errors = [line for line in result.stdout.splitlines() if line.startswith("judge-sft run: error:")]
-    assert errors == [
-        "judge-sft run: error: recipe: cpu_offload is optimizer but the launch's DeepSpeed config offloads the "
-        "optimizer states and the parameters; set `cpu_offload: all` or launch with --config_file "
-        "accelerate_configs/zero3_offload_optimizer.yaml"
-    ]
-    assert not (tmp_path / "out" / "checkpoint-2").exists()
+    assert not (directory / "disagree" / "out").exists()  # refused before anything was written
 
 
 @pytest.fixture(scope="module")
