@@ -1,13 +1,14 @@
-"""Failures that are about the launch, through the real `accelerate launch ... judge_sft/run.py` on 2 CPU processes:
-a missing model stops in one line before anything is written (recipe.yaml included), no trainable train row is an
-error instead of TRL's StopIteration on every rank, and no trainable val row is a warning: training goes on, and the
-card says none was evaluated."""
+"""Failures that are about the launch, through one real `accelerate launch` on 2 CPU processes running each recipe
+with judge_sft/run.py's main (test_sequence_parallel.py's driver): a missing model stops in one line before anything
+is written (recipe.yaml included), no trainable train row is an error instead of TRL's StopIteration on every rank,
+and no trainable val row is a warning: training goes on, and the card says none was evaluated."""
 
 import json
 import sys
 
 import pytest
-from conftest import launch, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
+from test_sequence_parallel import job_outputs, launch_driver
 
 from judge_sft.errors import print_error
 
@@ -15,70 +16,76 @@ BOT_REPLY = [{"role": "user", "content": "Is 7 prime?"}, {"role": "bot", "conten
 NO_REPLY = [{"role": "user", "content": "Is 9 prime?"}]
 
 
-def error_lines(result):
-    """The distinct `judge-sft run: error:` lines of a launch (each rank may print its own)."""
-    return {line for line in result.stdout.splitlines() if line.startswith("judge-sft run: error:")}
+@pytest.fixture(scope="module")
+def failed_launch(tmp_path_factory, small_vocab_model_dir):
+    """One launch running three recipes one after the other (test_sequence_parallel.py's driver): a missing model, a
+    train file without a trainable row, a val file without one. Returns name -> (its directory, the launch's output
+    while it ran); a refused recipe's error is in its directory's error.txt (a launch prints it once: see
+    test_train_command.py's failed child)."""
+    directory = tmp_path_factory.mktemp("errors_launch")
+    rows = [conversation(i, 1 + i % 3) for i in range(48)]
+    train = write_messages(directory / "train.parquet", rows[:40], {b"judge_sft.train_on": b"final"})
+    recipes = {
+        "missing_model": lambda job: tiny_recipe(job, job / "no-such-model", train, report_to="none"),
+        "no_train_row": lambda job: tiny_recipe(
+            job, small_vocab_model_dir, write_messages(job / "train.parquet", [BOT_REPLY] * 3 + [NO_REPLY] * 2),
+            skip_doctor=True, report_to="none",
+        ),
+        "no_val_row": lambda job: tiny_recipe(
+            job, small_vocab_model_dir, train, write_messages(job / "val.parquet", [NO_REPLY] * 8),
+            skip_doctor=True,  # the doctor would stop at the val rows' missing replies
+            max_steps=1, eval_strategy="steps", eval_steps=1, save_strategy="no", report_to="none",
+        ),
+    }  # fmt: skip
+    jobs = []
+    for name, recipe in recipes.items():
+        (directory / name).mkdir()
+        jobs.append((recipe(directory / name), directory / name / "error.txt"))
+    sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
+    return {name: (directory / name, sections[directory / name / "recipe.yaml"]) for name in recipes}
 
 
 @pytest.mark.launch
-def test_a_missing_model_directory_stops_the_launch_in_one_line_and_writes_nothing(tmp_path, small_data):
+def test_a_missing_model_directory_stops_the_launch_in_one_line_and_writes_nothing(failed_launch):
     """Once the doctor's tokenizer check failed on huggingface_hub's repo-id message, suggested `skip_doctor` (which
     cannot help), and left OUTPUT_DIR/recipe.yaml behind."""
-    missing = tmp_path / "no-such-model"
-    result = launch(tiny_recipe(tmp_path, missing, *small_data, report_to="none"), check=False, timeout=300)
-    assert result.returncode != 0
-    assert error_lines(result) == {f"judge-sft run: error: {missing}: no such model directory"}
-    assert "skip_doctor" not in result.stdout and "Repo id must be" not in result.stdout
-    assert not (tmp_path / "out").exists()
+    directory, output = failed_launch["missing_model"]
+    missing = directory / "no-such-model"
+    assert (directory / "error.txt").read_text() == f"{missing}: no such model directory"
+    assert "skip_doctor" not in output and "Repo id must be" not in output
+    assert not (directory / "out").exists()
 
 
 @pytest.mark.launch
-def test_no_trainable_train_row_is_one_error_naming_the_reasons_even_with_skip_doctor(tmp_path, small_vocab_model_dir):
-    train = write_messages(tmp_path / "train.parquet", [BOT_REPLY] * 3 + [NO_REPLY] * 2)
-    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, train, skip_doctor=True, report_to="none")
-    result = launch(recipe, check=False, timeout=300)
-    assert result.returncode != 0
+def test_no_trainable_train_row_is_one_error_naming_the_reasons_even_with_skip_doctor(failed_launch):
+    directory, output = failed_launch["no_train_row"]
+    train = directory / "train.parquet"
     assert (
         f"{train}: 5 rows, 0 kept (loss on all assistant message(s), max_length 1024); dropped: no assistant message 5"
-    ) in result.stdout
-    assert error_lines(result) == {
-        f"judge-sft run: error: {train}: no trainable row (all 5 dropped: no assistant message 5); "
-        "see `judge-sft inspect-data`"
-    }
-    assert "StopIteration" not in result.stdout and "cut every trained token" not in result.stdout
-    assert not (tmp_path / "out").exists()
+    ) in output
+    assert (directory / "error.txt").read_text() == (
+        f"{train}: no trainable row (all 5 dropped: no assistant message 5); see `judge-sft inspect-data`"
+    )
+    assert "StopIteration" not in output and "cut every trained token" not in output
+    assert not (directory / "out").exists()
 
 
 @pytest.mark.launch
-def test_no_trainable_val_row_warns_trains_without_val_loss_and_the_card_says_so(
-    tmp_path, small_vocab_model_dir, small_data
-):
-    val = write_messages(tmp_path / "val.parquet", [NO_REPLY] * 8)
-    recipe = tiny_recipe(
-        tmp_path,
-        small_vocab_model_dir,
-        small_data[0],
-        val,
-        skip_doctor=True,  # the doctor would stop at the val rows' missing replies
-        max_steps=1,
-        eval_strategy="steps",
-        eval_steps=1,
-        save_strategy="no",
-        report_to="none",
-    )
-    result = launch(recipe, timeout=600)
+def test_no_trainable_val_row_warns_trains_without_val_loss_and_the_card_says_so(failed_launch):
+    directory, output = failed_launch["no_val_row"]
+    val = directory / "val.parquet"
     assert (
         f"WARNING judge_sft: {val}: no trainable row (all 8 dropped: no assistant message 8); no val/loss will be "
         "logged"
-    ) in result.stdout
-    output = tmp_path / "out"
-    log_history = json.loads((output / "trainer_state.json").read_text())["log_history"]
+    ) in output
+    output_dir = directory / "out"
+    log_history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
     assert any("loss" in entry for entry in log_history) and not any("eval_loss" in entry for entry in log_history)
-    assert json.loads((output / "data_rows.json").read_text()) == {
+    assert json.loads((output_dir / "data_rows.json").read_text()) == {
         "train_file": {"rows": 40, "kept": 40, "dropped": {}},
         "val_file": {"rows": 8, "kept": 0, "dropped": {"no assistant message": 8}},
     }
-    card = (output / "README.md").read_text().splitlines()
+    card = (output_dir / "README.md").read_text().splitlines()
     assert f"- val_file: `{val}` (8 rows; 0 evaluated, dropped: no assistant message 8)" in card
 
 
