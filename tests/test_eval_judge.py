@@ -1,22 +1,18 @@
 """`eval_judge: true` (evaluation/during_training.py): at every evaluation the eval samples' verdicts are scored
 against the judge val file's labels and logged as val/judge_* (reporters, trainer_state.json, the loss-curve plot's
-companion panel, the model card). Values are checked against scipy and hand counts on the labels read with pyarrow."""
+companion panel, the model card). Values are checked against scipy and hand counts on the labels read with pyarrow;
+the training that logs them shares tests/test_judge_training.py's launch."""
 
-import json
-
-import matplotlib.image
 import pyarrow.parquet as pq
 import pytest
-from conftest import launch, tiny_recipe, write_messages
+from conftest import write_messages
 from judge_files import write_pairwise, write_pointwise
 from scipy import stats
 
 from judge_sft.errors import JudgeSFTError
 from judge_sft.evaluation.during_training import SampleJudge
-from judge_sft.judges.verdicts import parse_verdict, render_verdict
+from judge_sft.judges.verdicts import render_verdict
 from judge_sft.train.arguments import parse_recipe
-from judge_sft.train.loss_curve import plot_losses
-from judge_sft.train.sample_files import read_samples
 
 STRENGTHS = [-2, 1, 3, -1]  # 4 pairs, both orders: 8 val rows
 
@@ -94,41 +90,3 @@ def test_eval_judge_takes_true_or_false_only(tmp_path):
     with pytest.raises(JudgeSFTError) as raised:
         parse_recipe(["--train_file", "train.parquet", "--eval_judge", "sometimes"], for_launch=False)
     assert "eval_judge" in str(raised.value) and "true or false" in str(raised.value)
-
-
-@pytest.mark.launch
-def test_a_training_with_eval_judge_logs_the_judge_metrics_of_every_evaluations_samples(
-    tmp_path, small_vocab_model_dir
-):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    train = write_pairwise(tmp_path / "train.parquet", [-3, 2, 1, -2])
-    val = write_pairwise(tmp_path / "val.parquet", STRENGTHS)
-    recipe = tiny_recipe(
-        tmp_path, small_vocab_model_dir, train, val, total_batch_size=4, per_device_train_batch_size=1,
-        per_device_eval_batch_size=1, max_length=256, max_steps=2, eval_steps=1, save_strategy="no",
-        report_to="tensorboard", skip_doctor=True, eval_samples=5, eval_samples_max_new_tokens=8, eval_judge=True,
-    )  # fmt: skip
-    launch(recipe)
-    output_dir = tmp_path / "out"
-    labels = pq.read_table(val, columns=["label"])["label"].to_pylist()
-    [events] = {path.parent for path in output_dir.rglob("events.out.tfevents.*")}
-    scalars = EventAccumulator(str(events)).Reload()
-    logged = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
-    for step in (1, 2):
-        _, records = read_samples(output_dir, step)
-        verdicts = [parse_verdict("pairwise", "openjudge", record["completion"]) for record in records]
-        assert [record["row"] for record in records] == [0, 1, 2, 3, 4]
-        expected = {
-            "val/judge_accuracy": sum(v == labels[r["row"]] for v, r in zip(verdicts, records)) / len(records),
-            "val/judge_parse_rate": sum(verdict is not None for verdict in verdicts) / len(records),
-        }
-        for name, value in expected.items():
-            assert [event.value for event in scalars.Scalars(name) if event.step == step] == [pytest.approx(value)]
-            [entry] = [entry for entry in logged if entry.get("step") == step and "eval_judge_accuracy" in entry]
-            assert entry[name.replace("val/", "eval_")] == pytest.approx(value)
-    card = (output_dir / "README.md").read_text()
-    final = [entry for entry in logged if "eval_judge_parse_rate" in entry][-1]
-    assert f"| final val/judge_parse_rate (eval samples) | {final['eval_judge_parse_rate']:.4f} | 2 |" in card
-    # the loss curve with its companion panel of judge metrics: 8 x 7 inches at 110 dpi
-    assert matplotlib.image.imread(plot_losses(output_dir)).shape[:2] == (770, 880)

@@ -1,17 +1,26 @@
 """A pairwise judge trains only its answer: the rationale and verdict, never the grading prompt (the real Qwen3
-template), and one 2-process CPU training on the bundled preference sample."""
+template); one 2-process CPU launch trains the bundled preference sample, then test_eval_judge.py's pairs with
+`eval_judge: true` (their metrics checked here)."""
 
 import json
 from pathlib import Path
 
+import matplotlib.image
+import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import launch, tiny_recipe
+from conftest import CPU_CONFIG, tiny_recipe
+from judge_files import write_pairwise
+from test_eval_judge import STRENGTHS
+from test_sequence_parallel import job_outputs, launch_driver
 
 from judge_sft.cli import main
 from judge_sft.data.messages import read_conversations, resolve_train_on
 from judge_sft.data.tokenization import IGNORE_INDEX, tokenize_messages
+from judge_sft.judges.verdicts import parse_verdict
 from judge_sft.train.chat_templates import training_chat_template
+from judge_sft.train.loss_curve import plot_losses
+from judge_sft.train.sample_files import read_samples
 
 REPO = Path(__file__).resolve().parent.parent
 PREFERENCE_SAMPLE = REPO / "judge_sft" / "data" / "helpsteer2_preference_sample.jsonl"
@@ -65,15 +74,66 @@ def test_every_pairwise_row_trains_exactly_its_answer_on_the_qwen3_template(pair
             assert row["input_ids"] == qwen3_tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
 
 
+@pytest.fixture(scope="module")
+def judge_launch(tmp_path_factory, small_vocab_model_dir, pairwise_data):
+    """One 2-process launch training two judge recipes one after the other (test_sequence_parallel.py's driver): the
+    bundled pairwise sample for 2 steps, and test_eval_judge.py's pairs with `eval_judge: true`. Returns name -> the
+    job's directory, and "output" -> the launch's output by recipe."""
+    directory = tmp_path_factory.mktemp("judge_launch")
+    for name in ("pairwise", "eval_judge"):
+        (directory / name).mkdir()
+    pairwise = tiny_recipe(
+        directory / "pairwise", small_vocab_model_dir, pairwise_data / "train.parquet", pairwise_data / "val.parquet",
+        max_steps=2,
+    )  # fmt: skip
+    train = write_pairwise(directory / "eval_judge" / "train.parquet", [-3, 2, 1, -2])
+    val = write_pairwise(directory / "eval_judge" / "val.parquet", STRENGTHS)
+    eval_judge = tiny_recipe(
+        directory / "eval_judge", small_vocab_model_dir, train, val, total_batch_size=4, per_device_train_batch_size=1,
+        per_device_eval_batch_size=1, max_length=256, max_steps=2, eval_steps=1, save_strategy="no",
+        report_to="tensorboard", skip_doctor=True, eval_samples=5, eval_samples_max_new_tokens=8, eval_judge=True,
+    )  # fmt: skip
+    jobs = [(recipe, recipe.parent / "error.txt") for recipe in (pairwise, eval_judge)]
+    sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
+    return {"pairwise": directory / "pairwise", "eval_judge": directory / "eval_judge", "output": sections}
+
+
 @pytest.mark.launch
-def test_a_two_process_training_on_the_pairwise_sample_runs_with_loss_on_the_answer_only(
-    tmp_path, small_vocab_model_dir, pairwise_data
-):
+def test_a_two_process_training_on_the_pairwise_sample_runs_with_loss_on_the_answer_only(judge_launch, pairwise_data):
     """The masks are the test above's, on the real tokenizer; this launch trains the small-vocabulary model."""
-    train, val = pairwise_data / "train.parquet", pairwise_data / "val.parquet"
-    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, train, val, max_steps=2)
-    result = launch(recipe)
-    assert f"{train}: 152 rows, 152 kept (loss on final assistant message(s), max_length 1024)" in result.stdout
-    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    train, output_dir = pairwise_data / "train.parquet", judge_launch["pairwise"] / "out"
+    output = judge_launch["output"][judge_launch["pairwise"] / "recipe.yaml"]
+    assert f"{train}: 152 rows, 152 kept (loss on final assistant message(s), max_length 1024)" in output
+    state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert [entry["step"] for entry in state["log_history"] if "eval_loss" in entry] == [2]
+
+
+@pytest.mark.launch
+def test_a_training_with_eval_judge_logs_the_judge_metrics_of_every_evaluations_samples(judge_launch):
+    """Moved from test_eval_judge.py to share this file's launch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    val = judge_launch["eval_judge"] / "val.parquet"
+    output_dir = judge_launch["eval_judge"] / "out"
+    labels = pq.read_table(val, columns=["label"])["label"].to_pylist()
+    [events] = {path.parent for path in output_dir.rglob("events.out.tfevents.*")}
+    scalars = EventAccumulator(str(events)).Reload()
+    logged = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    for step in (1, 2):
+        _, records = read_samples(output_dir, step)
+        verdicts = [parse_verdict("pairwise", "openjudge", record["completion"]) for record in records]
+        assert [record["row"] for record in records] == [0, 1, 2, 3, 4]
+        expected = {
+            "val/judge_accuracy": sum(v == labels[r["row"]] for v, r in zip(verdicts, records)) / len(records),
+            "val/judge_parse_rate": sum(verdict is not None for verdict in verdicts) / len(records),
+        }
+        for name, value in expected.items():
+            assert [event.value for event in scalars.Scalars(name) if event.step == step] == [pytest.approx(value)]
+            [entry] = [entry for entry in logged if entry.get("step") == step and "eval_judge_accuracy" in entry]
+            assert entry[name.replace("val/", "eval_")] == pytest.approx(value)
+    card = (output_dir / "README.md").read_text()
+    final = [entry for entry in logged if "eval_judge_parse_rate" in entry][-1]
+    assert f"| final val/judge_parse_rate (eval samples) | {final['eval_judge_parse_rate']:.4f} | 2 |" in card
+    # the loss curve with its companion panel of judge metrics: 8 x 7 inches at 110 dpi
+    assert matplotlib.image.imread(plot_losses(output_dir)).shape[:2] == (770, 880)
