@@ -3,15 +3,17 @@ with its config, a recipe that disagrees with the launch's config is refused in 
 and `master_weights: bf16_kahan` resumes exactly after a kill, trains LoRA adapters, and keeps bf16 Adam states with a
 Kahan buffer."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
 from safetensors.torch import load_file
-from test_sequence_parallel import launch_driver
+from test_sequence_parallel import job_outputs, launch_driver
 from test_training import kill_tree, read_state, wait_for
 
 pytestmark = pytest.mark.launch
@@ -32,32 +34,87 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
     return path
 
 
+def launch_environment(config_path):
+    """What `accelerate launch --config_file CONFIG` sets in its processes for mixed precision and offload
+    (accelerate/utils/launch.py): each job of the one driver launch below gets its config's."""
+    config = yaml.safe_load(Path(config_path).read_text())
+    return {
+        "ACCELERATE_MIXED_PRECISION": config["mixed_precision"],
+        "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": config["deepspeed_config"]["offload_optimizer_device"],
+        "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": config["deepspeed_config"]["offload_param_device"],
+    }
+
+
+@pytest.fixture(scope="module")
+def memory_runs(tmp_path_factory, small_vocab_model_dir):
+    """Every driver job of this file in one launch (test_sequence_parallel.py's driver), each with the environment
+    of its config: per offload mode, two steps and the same recipe raised to three, which resumes from the first's
+    checkpoint (the `all` jobs after a recipe that says `cpu_offload: optimizer`); then the bf16_kahan recipes, full
+    fine-tuning for 4 steps (`uninterrupted`) and LoRA for 2 (`lora`). `killed`, the uninterrupted recipe in its own
+    directory, is for the kill test to launch. Returns mode -> (its directory, its jobs' output), and the bf16 config
+    with name -> recipe."""
+    directory = tmp_path_factory.mktemp("memory")
+    train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
+    jobs = []
+    for mode in ("optimizer", "all"):
+        mode_dir = directory / f"offload_{mode}"
+        mode_dir.mkdir()
+        environment = launch_environment(cpu_config(mode_dir, offload=mode))
+        recipe = tiny_recipe(mode_dir, small_vocab_model_dir, train, cpu_offload=mode, max_steps=2, **SETTINGS)
+        raised = mode_dir / "raised.yaml"
+        raised.write_text(yaml.safe_dump({**yaml.safe_load(recipe.read_text()), "max_steps": 3, "save_steps": 3}))
+        if mode == "all":
+            (mode_dir / "disagree").mkdir()
+            disagree = tiny_recipe(
+                mode_dir / "disagree", small_vocab_model_dir, train, cpu_offload="optimizer", max_steps=2, **SETTINGS
+            )
+            jobs.append((disagree, mode_dir / "disagree" / "error.txt", environment))
+        jobs += [(recipe, mode_dir / "error.txt", environment), (raised, mode_dir / "error.txt", environment)]
+    bf16_dir = directory / "bf16"
+    bf16_dir.mkdir()
+    config = cpu_config(bf16_dir, mixed_precision="bf16")
+    lora = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
+    runs = {
+        "uninterrupted": dict(max_steps=4),
+        "killed": dict(max_steps=4),
+        "lora": dict(max_steps=2, **lora, save_strategy="no"),
+    }
+    recipes = {}
+    for name, overrides in runs.items():
+        (bf16_dir / name).mkdir()
+        recipes[name] = tiny_recipe(bf16_dir / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
+    jobs += [
+        (recipes[name], bf16_dir / name / "error.txt", launch_environment(config)) for name in ("uninterrupted", "lora")
+    ]
+    sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
+    offload = {
+        mode: (
+            directory / f"offload_{mode}",
+            "".join(text for recipe, text in sections.items() if directory / f"offload_{mode}" in recipe.parents),
+        )
+        for mode in ("optimizer", "all")
+    }
+    return offload, (config, recipes)
+
+
+@pytest.fixture(params=["optimizer", "all"])
+def offload_run(request, memory_runs):
+    return memory_runs[0][request.param]
+
+
 # `none` with fp32 master weights is every other launch's (cpu_zero3_2proc.yaml), resumed by
 # tests/test_training.py::test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run; with bf16_kahan,
 # by test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run below.
-@pytest.fixture(scope="module", params=["optimizer", "all"])
-def offload_run(request, tmp_path_factory, small_vocab_model_dir):
-    """One launch with the offload config of a cpu_offload mode (test_sequence_parallel.py's driver): two steps, then
-    the same recipe raised to three, which resumes from the first's checkpoint. The `all` launch first runs a recipe
-    that says `cpu_offload: optimizer`. Returns the mode's directory and the launch's output."""
-    mode, directory = request.param, tmp_path_factory.mktemp(f"offload_{request.param}")
-    train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
-    recipe = tiny_recipe(directory, small_vocab_model_dir, train, cpu_offload=mode, max_steps=2, **SETTINGS)
-    raised = directory / "raised.yaml"
-    raised.write_text(yaml.safe_dump({**yaml.safe_load(recipe.read_text()), "max_steps": 3, "save_steps": 3}))
-    jobs = [(recipe, directory / "error.txt"), (raised, directory / "error.txt")]
-    if mode == "all":
-        (directory / "disagree").mkdir()
-        disagree = tiny_recipe(
-            directory / "disagree", small_vocab_model_dir, train, cpu_offload="optimizer", max_steps=2, **SETTINGS
-        )
-        jobs.insert(0, (disagree, directory / "disagree" / "error.txt"))
-    return directory, launch_driver(cpu_config(directory, offload=mode), jobs, directory)
-
-
 def test_each_offload_mode_trains_two_steps_and_resumes(offload_run):
     directory, output = offload_run
     assert not (directory / "error.txt").exists()
+    mode = directory.name.removeprefix("offload_")
+    assert json.loads((directory / "trained_under.json").read_text()) == {
+        "zero_stage": 3,
+        "offload_optimizer_device": "cpu",
+        "offload_param_device": "cpu" if mode == "all" else "none",
+        "mixed_precision": "no",
+    }
     assert read_state(directory / "out" / "checkpoint-2")["global_step"] == 2
     assert f"resuming from {directory / 'out' / 'checkpoint-2'}" in output
     state = read_state(directory / "out")
@@ -79,26 +136,8 @@ def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(off
 
 
 @pytest.fixture(scope="module")
-def bf16_runs(tmp_path_factory, small_vocab_model_dir):
-    """bf16_kahan recipes on conftest's small_data train rows: full fine-tuning for 4 steps (`uninterrupted`) and LoRA
-    for 2 (`lora`), trained one after the other in one launch (test_sequence_parallel.py's driver); `killed`, the
-    uninterrupted recipe in its own directory, for the test to launch. Returns the bf16 config and name -> recipe."""
-    directory = tmp_path_factory.mktemp("bf16")
-    train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
-    config = cpu_config(directory, mixed_precision="bf16")
-    lora = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
-    runs = {
-        "uninterrupted": dict(max_steps=4),
-        "killed": dict(max_steps=4),
-        "lora": dict(max_steps=2, **lora, save_strategy="no"),
-    }
-    recipes = {}
-    for name, overrides in runs.items():
-        (directory / name).mkdir()
-        recipes[name] = tiny_recipe(directory / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
-    jobs = [(recipes[name], directory / name / "error.txt") for name in ("uninterrupted", "lora")]
-    launch_driver(config, jobs, directory)
-    return config, recipes
+def bf16_runs(memory_runs):
+    return memory_runs[1]
 
 
 def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(bf16_runs):
@@ -141,6 +180,8 @@ def assert_bf16_states_with_kahan_buffer(checkpoint):
 
 def test_bf16_kahan_trains_lora_adapters(bf16_runs):
     _, recipes = bf16_runs
+    trained_under = json.loads((recipes["lora"].parent / "trained_under.json").read_text())
+    assert (trained_under["mixed_precision"], trained_under["offload_optimizer_device"]) == ("bf16", "none")
     adapters = load_file(recipes["lora"].parent / "out" / "adapter_model.safetensors")
     lora_b = [name for name in adapters if "lora_B" in name]
     assert len(lora_b) == 2 * 2 and all(adapters[name].abs().sum() > 0 for name in lora_b)  # B starts at zero

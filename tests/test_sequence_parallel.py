@@ -244,7 +244,8 @@ def test_each_stages_runs_trained_under_that_zero_stage(stage_runs):
     outputs, _, _ = stage_runs
     trained = {name: out.parent for name, out in outputs.items() if not (out.parent / "error.txt").exists()}
     assert trained and all(
-        (job / "zero_stage.txt").read_text() == job.parent.name.removeprefix("zero") for job in trained.values()
+        json.loads((job / "trained_under.json").read_text())["zero_stage"] == int(job.parent.name.removeprefix("zero"))
+        for job in trained.values()
     )
 
 
@@ -493,9 +494,15 @@ def drive(spec_path):
             if int(os.environ["RANK"]) == 0:
                 Path(error_file).write_text(str(error))
         else:
-            if int(os.environ["RANK"]) == 0:  # the stage the job trained under, as accelerate's state had it
-                zero_stage = AcceleratorState().deepspeed_plugin.zero_stage
-                Path(error_file).with_name("zero_stage.txt").write_text(str(zero_stage))
+            if int(os.environ["RANK"]) == 0:  # what the job trained under, as accelerate's state had it
+                state, plugin = AcceleratorState(), AcceleratorState().deepspeed_plugin
+                trained_under = {
+                    "zero_stage": plugin.zero_stage,
+                    "offload_optimizer_device": plugin.offload_optimizer_device,
+                    "offload_param_device": plugin.offload_param_device,
+                    "mixed_precision": str(state.mixed_precision),
+                }
+                Path(error_file).with_name("trained_under.json").write_text(json.dumps(trained_under))
         for name, value in launch_environment.items():
             if value is None:
                 del os.environ[name]
