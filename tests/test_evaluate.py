@@ -77,16 +77,17 @@ def test_evaluated_prompt_tokens_equal_the_prompt_part_of_the_training_tokens(tm
                 assert generator.prompt_ids(data.prompts[row]) == training["input_ids"][:first_trained]
 
 
-def test_left_padded_batches_complete_each_row_as_it_completes_alone(tmp_path, tiny_model_dir):
+def test_left_padded_batches_complete_each_row_as_it_completes_alone(tmp_path, tiny_model_dir, monkeypatch):
     data = read_judge_rows(write_pairwise(tmp_path / "pairwise.parquet", STRENGTHS[:2]))  # prompts of 2 lengths
     requests = list(enumerate(data.prompts))
     alone = dict(LocalGenerator(tiny_model_dir, batch_size=1, max_new_tokens=3).complete(requests))
-    on_gpu = LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3, on_gpu=True)  # its placement, run on CPU
+    batched = dict(LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3).complete(requests))
+    assert sorted(alone) == list(range(4)) and batched == alone
+    monkeypatch.setenv("JUDGE_SFT_GPU", "NVIDIA H100 80GB;80;9.0")  # the GPU placement (bf16, device_map), on CPU
+    on_gpu = LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3)
     model = on_gpu.load_model()
     assert model.dtype == torch.bfloat16 and model.device.type == "cpu"  # device_map "auto" with no GPU: the CPU
     assert sorted(dict(on_gpu.complete(requests))) == sorted(alone)
-    batched = dict(LocalGenerator(tiny_model_dir, batch_size=4, max_new_tokens=3).complete(requests))
-    assert sorted(alone) == list(range(4)) and batched == alone
 
 
 def test_a_predictions_file_is_scored_against_the_labels_with_every_output_written(capsys, tmp_path, pairwise_file):

@@ -4,6 +4,7 @@ with the model, exactly as training rendered the same rows."""
 
 from judge_sft.data.tokenization import tokenize_prompt
 from judge_sft.errors import JudgeSFTError
+from judge_sft.train.attention import this_device
 from judge_sft.train.chat_templates import load_tokenizer
 
 
@@ -22,9 +23,8 @@ class LocalGenerator:
     """The tokenizer is loaded (and checked) at once; the model only when a row is left to complete, and released
     after, so several models are evaluated one after another, never held together."""
 
-    def __init__(self, model, batch_size=8, max_new_tokens=1024, on_gpu=None):
+    def __init__(self, model, batch_size=8, max_new_tokens=1024):
         self.label = str(model)
-        self.on_gpu = on_gpu  # None: whether torch sees a CUDA GPU; stated, so a CPU test runs the GPU placement
         self.model_path = model
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.tokenizer = judge_tokenizer(model)
@@ -50,7 +50,7 @@ class LocalGenerator:
         import torch
         from transformers import AutoModelForCausalLM
 
-        on_gpu = torch.cuda.is_available() if self.on_gpu is None else self.on_gpu
+        on_gpu = this_device().capability is not None  # torch's GPU, or one stated by JUDGE_SFT_GPU (CPU tests)
         model = AutoModelForCausalLM.from_pretrained(
             self.model_path,
             dtype=torch.bfloat16 if on_gpu else torch.float32,
