@@ -34,6 +34,7 @@ from judge_sft.train.launch import (
     first_to_report,
     launched_world_size,
     plan_batch,
+    put_this_venv_first_on_path,
 )
 from judge_sft.train.model_config import require_model_source
 from judge_sft.train.preemption import REQUEUE_STATUS, StopOnRequest
@@ -151,6 +152,7 @@ def check_gpu_memory(judge_args, training_args, model_args, device):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    put_this_venv_first_on_path()  # before DeepSpeed loads (or builds) its ops
     patches.install()
     judge_args, training_args, model_args = parse_recipe(argv)
     stop = StopOnRequest(judge_args.stop_after)  # from here on SIGTERM / SIGUSR1 / SIGINT only note the request

@@ -22,16 +22,17 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from judge_sft.train.launch import put_this_venv_first_on_path
+
 REPO = Path(__file__).resolve().parent.parent
 CPU_CONFIG = REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
-# The venv's bin first, as if activated, for every launch: DeepSpeed JIT-builds its CPU ops with the `ninja` on PATH,
-# and a venv's ninja (1.13) and a system one (1.11) hash their build logs differently, so each rebuilt (~35 CPU
-# seconds) what the other had built whenever launches with and without the venv on PATH alternated.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+# As run.py does in every launch: DeepSpeed's ops built with the venv's ninja, in the test processes too (a system
+# ninja of another version rebuilt what the venv's had built, ~35 CPU s each time).
+put_this_venv_first_on_path()
 
 
 # The files that take longest (launches), longest first, from a `make test` on 2 cores: under `--dist loadfile` each

@@ -276,7 +276,7 @@ def test_installed_versions_equal_the_constraints():
 def test_the_launch_runs_with_this_venvs_bin_first_on_path_as_if_activated(monkeypatch):
     """DeepSpeed builds its CPU ops with the `ninja` on PATH: the venv's, as `make setup` built them, or every op was
     rebuilt by the system's (another version) in the first launch."""
-    from judge_sft.train.launcher import put_this_venv_first_on_path
+    from judge_sft.train.launch import put_this_venv_first_on_path
 
     monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
     put_this_venv_first_on_path()

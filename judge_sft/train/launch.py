@@ -3,6 +3,7 @@ Light (no torch, no DeepSpeed), so that plan and recipe use the same rules as ru
 
 import hashlib
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,3 +180,14 @@ def first_to_report(message):
     except FileExistsError:
         return False
     return True
+
+
+def put_this_venv_first_on_path():
+    """This interpreter's bin directory first on PATH, as an activated venv has it, in every process that may build
+    DeepSpeed's ops (run.py's main, before DeepSpeed loads any): DeepSpeed JIT-builds them with the `ninja` on PATH
+    (its own pip dependency lives in the venv), and ninja 1.11 and 1.13 hash their build logs differently, so an op
+    built by one was rebuilt by the other (`make setup` builds with the venv's)."""
+    bin_dir = os.path.dirname(sys.executable)
+    paths = os.environ.get("PATH", "").split(os.pathsep)
+    if paths[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *paths])

@@ -1,9 +1,7 @@
 """`judge-sft train`: the bundled accelerate configs by name, the recipe checked against the launch before any process
 starts, and accelerate's own launcher run in this process on `judge_sft.run`, so that a failed child ends in one line."""
 
-import os
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +137,6 @@ def run_accelerate(argv, output_dir=None):
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     checkpoint_before = output_dir and last_complete_checkpoint(output_dir)
-    put_this_venv_first_on_path()
     try:
         launch_command(launch_command_parser().parse_args(argv))
     except ChildFailedError as error:
@@ -163,17 +160,6 @@ def run_accelerate(argv, output_dir=None):
             128 + signal.sigval,
         ) from None
     return 0
-
-
-def put_this_venv_first_on_path():
-    """This interpreter's bin directory first on PATH for the launched processes, as an activated venv has it.
-    DeepSpeed JIT-builds its ops with the `ninja` on PATH (its own pip dependency lives there); ninja 1.11 and 1.13
-    hash their build logs differently, so an op built by one was rebuilt by the other (`make setup` builds with the
-    venv's)."""
-    bin_dir = os.path.dirname(sys.executable)
-    paths = os.environ.get("PATH", "").split(os.pathsep)
-    if paths[0] != bin_dir:
-        os.environ["PATH"] = os.pathsep.join([bin_dir, *paths])
 
 
 class TrainingFailed(JudgeSFTError):
