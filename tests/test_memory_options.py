@@ -6,14 +6,13 @@ Kahan buffer."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
 from safetensors.torch import load_file
-from test_sequence_parallel import job_outputs, launch_driver
+from test_sequence_parallel import config_environment, job_outputs, launch_driver, output_under
 from test_training import kill_tree, read_state, wait_for
 
 pytestmark = pytest.mark.launch
@@ -34,17 +33,6 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
     return path
 
 
-def launch_environment(config_path):
-    """What `accelerate launch --config_file CONFIG` sets in its processes for mixed precision and offload
-    (accelerate/utils/launch.py): each job of the one driver launch below gets its config's."""
-    config = yaml.safe_load(Path(config_path).read_text())
-    return {
-        "ACCELERATE_MIXED_PRECISION": config["mixed_precision"],
-        "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": config["deepspeed_config"]["offload_optimizer_device"],
-        "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": config["deepspeed_config"]["offload_param_device"],
-    }
-
-
 @pytest.fixture(scope="module")
 def memory_runs(tmp_path_factory, small_vocab_model_dir):
     """Every driver job of this file in one launch (test_sequence_parallel.py's driver), each with the environment
@@ -59,7 +47,7 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     for mode in ("optimizer", "all"):
         mode_dir = directory / f"offload_{mode}"
         mode_dir.mkdir()
-        environment = launch_environment(cpu_config(mode_dir, offload=mode))
+        environment = config_environment(cpu_config(mode_dir, offload=mode))
         recipe = tiny_recipe(mode_dir, small_vocab_model_dir, train, cpu_offload=mode, max_steps=2, **SETTINGS)
         raised = mode_dir / "raised.yaml"
         raised.write_text(yaml.safe_dump({**yaml.safe_load(recipe.read_text()), "max_steps": 3, "save_steps": 3}))
@@ -84,14 +72,11 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
         (bf16_dir / name).mkdir()
         recipes[name] = tiny_recipe(bf16_dir / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
     jobs += [
-        (recipes[name], bf16_dir / name / "error.txt", launch_environment(config)) for name in ("uninterrupted", "lora")
+        (recipes[name], bf16_dir / name / "error.txt", config_environment(config)) for name in ("uninterrupted", "lora")
     ]
     sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
     offload = {
-        mode: (
-            directory / f"offload_{mode}",
-            "".join(text for recipe, text in sections.items() if directory / f"offload_{mode}" in recipe.parents),
-        )
+        mode: (directory / f"offload_{mode}", output_under(sections, directory / f"offload_{mode}"))
         for mode in ("optimizer", "all")
     }
     return offload, (config, recipes)

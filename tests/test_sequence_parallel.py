@@ -3,7 +3,7 @@
 The parity runs are real trainings through judge_sft/run.py on 2 CPU processes (gloo), the tiny Qwen3, SGD at a large
 learning rate, no gradient clipping, 3 optimizer steps over variable-length rows. To keep the suite fast, one
 `accelerate launch` runs this file as a driver (`drive`), which trains several recipes one after the other in the same
-two processes, each ZeRO stage's with the environment its accelerate config sets (`stage_environment`): sp_size 1 and
+two processes, each ZeRO stage's with the environment its accelerate config sets (`config_environment`): sp_size 1 and
 2 at micro batch 1 and 2 (`runs`: padded rows on ZeRO-1, the tiled MLP on ZeRO-3), a run interrupted and resumed
 (ZeRO-3), and a recipe that must be refused. ZeRO-3's jobs also run the GPU-only branches with an H100's facts stated
 (docs/gpu.md#gpu-branches-on-cpu): its sp_size 2 runs attend through `sdpa_with_document_mask`'s varlen branch (a CPU
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
+from conftest import EXACT_SGD, REPO, free_port, tiny_recipe, write_messages
 from safetensors.torch import load_file
 
 STAGES = {1: "cpu_zero1_2proc.yaml", 2: "cpu_zero2_2proc.yaml", 3: "cpu_zero3_2proc.yaml"}
@@ -112,6 +112,8 @@ def launch_driver(config, jobs, directory, env=None):
         "accelerate.commands.launch",
         "--config_file",
         str(REPO / "accelerate_configs" / config),
+        "--main_process_port",  # not the config's 29500: two driver launches may run at once, one per worker
+        str(free_port()),
         str(Path(__file__).resolve()),
         str(spec),
     ]
@@ -129,15 +131,24 @@ def launch_driver(config, jobs, directory, env=None):
     return result.stdout
 
 
-def stage_environment(stage):
-    """What `accelerate launch --config_file accelerate_configs/cpu_zero{stage}_2proc.yaml` sets in its processes for
-    the ZeRO stage (accelerate/utils/launch.py): each stage's jobs get it over the ZeRO-3 launch's."""
-    config = yaml.safe_load((REPO / "accelerate_configs" / STAGES[stage]).read_text())["deepspeed_config"]
+def config_environment(config):
+    """What `accelerate launch --config_file CONFIG` sets in its processes for the ZeRO stage, offload and precision
+    (accelerate/utils/launch.py's prepare_deepspeed_cmd_env): a driver job gets its config's over the launch's."""
+    config = yaml.safe_load(Path(config).read_text())
+    deepspeed = config["deepspeed_config"]
     return {
-        "ACCELERATE_DEEPSPEED_ZERO_STAGE": str(config["zero_stage"]),
-        "ACCELERATE_DEEPSPEED_ZERO3_INIT": str(config["zero3_init_flag"]).lower(),
-        "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL": str(config["zero3_save_16bit_model"]).lower(),
+        "ACCELERATE_MIXED_PRECISION": config["mixed_precision"],
+        "ACCELERATE_DEEPSPEED_ZERO_STAGE": str(deepspeed["zero_stage"]),
+        "ACCELERATE_DEEPSPEED_ZERO3_INIT": str(deepspeed["zero3_init_flag"]).lower(),
+        "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL": str(deepspeed["zero3_save_16bit_model"]).lower(),
+        "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": deepspeed["offload_optimizer_device"],
+        "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": deepspeed["offload_param_device"],
     }
+
+
+def output_under(sections, directory):
+    """The output of the jobs whose recipes lie under `directory` (sections: `job_outputs`)."""
+    return "".join(text for recipe, text in sections.items() if directory in recipe.parents)
 
 
 def stage_jobs(stage, directory, model_dir, sp_data):
@@ -153,7 +164,13 @@ def stage_jobs(stage, directory, model_dir, sp_data):
         if recipe_name:
             recipe = recipe.rename(directory / name / recipe_name)
         env = env or (STATED_H100 if stage == 3 and overrides.get("sp_size", 1) > 1 else {})
-        jobs.append((recipe, directory / name / "error.txt", {**stage_environment(stage), **env}))
+        jobs.append(
+            (
+                recipe,
+                directory / name / "error.txt",
+                {**config_environment(REPO / "accelerate_configs" / STAGES[stage]), **env},
+            )
+        )
 
     for name, overrides in runs(stage).items():
         job(name, overrides)
@@ -181,7 +198,7 @@ def every_stage_runs(tmp_path_factory, small_vocab_model_dir, sp_data):
     return {
         stage: (
             outputs[stage],
-            "".join(text for recipe, text in sections.items() if directory / f"zero{stage}" in recipe.parents),
+            output_under(sections, directory / f"zero{stage}"),
             directory / f"zero{stage}" / "bad",
         )
         for stage in sorted(STAGES)
