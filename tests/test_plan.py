@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -42,31 +43,40 @@ def qwen3_32b_params():
     return 2 * vocab * h + layers * per_layer + h
 
 
-def write_model_dir(directory, **config):
-    """A config.json (no weights) with the real Qwen3 tokenizer beside it."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "vocab.json", "merges.txt")
+
+
+def write_model_dir(directory, tokenizer_dir=None, **config):
+    """A config.json (no weights) with a tokenizer beside it: the real Qwen3 one unless `tokenizer_dir` names another."""
     from transformers import Qwen3Config
 
     from judge_sft.tiny_model import qwen3_tokenizer_dir
 
     directory.mkdir(parents=True, exist_ok=True)
     Qwen3Config(**config).save_pretrained(directory)
-    for path in qwen3_tokenizer_dir().iterdir():
+    for name in TOKENIZER_FILES:
+        path = Path(tokenizer_dir or qwen3_tokenizer_dir()) / name
         if path.is_file():
-            shutil.copy(path, directory / path.name)
+            shutil.copy(path, directory / name)
     return directory
 
 
 @pytest.fixture(scope="module")
-def qwen3_32b_dir(tmp_path_factory):
-    return write_model_dir(tmp_path_factory.mktemp("qwen3_32b"), **QWEN3_32B)
+def qwen3_32b_dir(tmp_path_factory, small_vocab_model_dir):
+    """Qwen3-32B's config with the small-vocabulary tokenizer: plan loads the tokenizer once per call to tokenise the
+    train file (steps, truncation), the real one in ~0.5 s (transformers parses its tokenizer.json in Python), and the
+    advice tests plan dozens of times; plan's token counts against the real tokenizer are
+    test_steps_and_truncation_match_training_tokenisation's."""
+    return write_model_dir(tmp_path_factory.mktemp("qwen3_32b"), tokenizer_dir=small_vocab_model_dir, **QWEN3_32B)
 
 
 @pytest.fixture(scope="module")
 def plan_data(tmp_path_factory):
     directory = tmp_path_factory.mktemp("plan_data")
     rows = [conversation(i, 1 + i % 3) for i in range(40)]
-    # ~3,000 tokens: inside the recipes' max_length 4096, cut by any max_length that fits without checkpointing
-    rows[5] = [{"role": "user", "content": "long " * 3000}, {"role": "assistant", "content": "the verdict " * 20}]
+    # ~3,000 tokens (" the" is one token in both tokenizers): inside the recipes' max_length 4096, cut by any
+    # max_length that fits without checkpointing
+    rows[5] = [{"role": "user", "content": "the " * 3000}, {"role": "assistant", "content": "the verdict " * 20}]
     return write_messages(directory / "train.parquet", rows, {b"judge_sft.train_on": b"final"})
 
 
@@ -480,8 +490,8 @@ def test_steps_and_truncation_match_training_tokenisation(capsys, tmp_path, tiny
     )
 
 
-def test_compute_estimate_scales_with_gpus_and_checkpointing(capsys, tmp_path, tiny_model_dir, small_data):
-    recipe = tiny_recipe(tmp_path, tiny_model_dir, small_data[0], activation_checkpointing=False)
+def test_compute_estimate_scales_with_gpus_and_checkpointing(capsys, tmp_path, small_vocab_model_dir, small_data):
+    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, small_data[0], activation_checkpointing=False)
     base = plan(capsys, recipe, "--num-gpus", 2)
     assert base["epoch_hours_estimate"] > 0
     assert plan(capsys, recipe, "--num-gpus", 4, "--total_batch_size", 16)["epoch_hours_estimate"] == pytest.approx(
