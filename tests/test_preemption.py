@@ -1,7 +1,8 @@
 """Stopping on request (judge_sft/train/preemption.py): the `stop_after` format and the recipe checks, the callback in
-this process with real signals, and a LoRA run under sp_size 2 stopped by its deadline and relaunched (two real
-launches and an uninterrupted reference). test_training.py stops full fine-tuning by signals (to one worker, to the
-launcher); test_recipe_command.py runs launch.slurm's stop and requeue."""
+this process with real signals, a LoRA run under sp_size 2 stopped by its deadline (a real launch) and relaunched beside
+an uninterrupted reference, and a one-step run stopped after its last step and relaunched (one driver launch, see
+test_sequence_parallel.py). test_training.py stops full fine-tuning by signals (to one worker, to the launcher);
+test_recipe_command.py runs launch.slurm's stop and requeue."""
 
 import json
 import os
@@ -10,8 +11,9 @@ import signal
 import pytest
 import torch
 import yaml
-from conftest import conversation, launch, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, conversation, launch, tiny_recipe, write_messages
 from safetensors.torch import load_file
+from test_sequence_parallel import job_outputs, launch_driver
 from transformers import TrainerControl, TrainerState
 from trl import SFTConfig
 
@@ -111,27 +113,48 @@ LORA_SP_SETTINGS = dict(
 LORA_SP_STEPS = 2  # 16 rows, 8 per step
 
 
+LAST_STEP_SETTINGS = dict(max_steps=1, eval_strategy="no", report_to="none")
+
+
 @pytest.fixture(scope="module")
 def lora_sp_runs(tmp_path_factory, small_vocab_model_dir):
-    """An uninterrupted run; the same recipe launched with `--stop_after 1s`, then relaunched without it."""
+    """A LoRA recipe launched with `--stop_after 1s` (a real launch: what each rank exits with); then one driver launch
+    (test_sequence_parallel.py's `launch_driver`) that relaunches it without, trains it uninterrupted for reference,
+    and stops a one-step run at its deadline after its last step (`stop_after: 0s`) and relaunches that."""
     directory = tmp_path_factory.mktemp("lora_sp")
-    rows = [conversation(i, 1 + i % 3) for i in range(16)]
-    train = write_messages(directory / "train.parquet", rows, {b"judge_sft.train_on": b"final"})
-    runs = {}
+    rows = [conversation(i, 1 + i % 3) for i in range(48)]
+    metadata = {b"judge_sft.train_on": b"final"}
+    train = write_messages(directory / "train.parquet", rows[:16], metadata)
+    recipes = {}
     for name in ("uninterrupted", "stopped"):
         (directory / name).mkdir()
-        runs[name] = tiny_recipe(directory / name, small_vocab_model_dir, train, **LORA_SP_SETTINGS)
-    launch(runs["uninterrupted"])
-    stopped = launch(runs["stopped"], "--stop_after", "1s", check=False)
+        recipes[name] = tiny_recipe(directory / name, small_vocab_model_dir, train, **LORA_SP_SETTINGS)
+    stopped = launch(recipes["stopped"], "--stop_after", "1s", check=False)
     output_dir = directory / "stopped" / "out"
     after_stop = sorted(path.name for path in output_dir.iterdir())
-    resumed = launch(runs["stopped"])
+
+    last_step = directory / "last_step"
+    last_step.mkdir()
+    small_data = (
+        write_messages(last_step / "train.parquet", rows[:40], metadata),
+        write_messages(last_step / "val.parquet", rows[40:], metadata),
+    )
+    stop = tiny_recipe(last_step, small_vocab_model_dir, *small_data, **LAST_STEP_SETTINGS, stop_after="0s")
+    stop = stop.rename(last_step / "stop.yaml")
+    relaunch = tiny_recipe(last_step, small_vocab_model_dir, *small_data, **LAST_STEP_SETTINGS)
+    jobs = [recipes["stopped"], recipes["uninterrupted"], stop, relaunch]
+    output = job_outputs(
+        launch_driver(CPU_CONFIG.name, [(job, job.with_suffix(".error.txt")) for job in jobs], directory)
+    )
     return {
         "reference": directory / "uninterrupted" / "out",
         "output_dir": output_dir,
         "stopped": stopped,
         "after_stop": after_stop,
-        "resumed": resumed,
+        "resumed": output[recipes["stopped"]],
+        "last_step_dir": last_step / "out",
+        "last_step_stop": output[stop],
+        "last_step_relaunch": output[relaunch],
     }
 
 
@@ -151,7 +174,7 @@ def test_stop_after_saves_a_checkpoint_and_exits_with_the_requeue_status(lora_sp
 @pytest.mark.launch
 def test_lora_under_sp2_resumes_to_the_adapters_of_an_uninterrupted_run(lora_sp_runs):
     output_dir, reference = lora_sp_runs["output_dir"], lora_sp_runs["reference"]
-    assert f"resuming from {output_dir / 'checkpoint-1'}" in lora_sp_runs["resumed"].stdout
+    assert f"resuming from {output_dir / 'checkpoint-1'}" in lora_sp_runs["resumed"]
     resumed = load_file(output_dir / "adapter_model.safetensors")
     uninterrupted = load_file(reference / "adapter_model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
@@ -176,3 +199,20 @@ def test_num_tokens_counts_on_after_the_resume_as_in_the_uninterrupted_run(lora_
         )
     ]
     assert logged[0] == logged[1] and sorted(logged[0]) == list(range(1, LORA_SP_STEPS + 1))
+
+
+@pytest.mark.launch
+def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_step(lora_sp_runs):
+    output_dir = lora_sp_runs["last_step_dir"]
+    assert "stop_after 0s reached: saving checkpoint-1" in lora_sp_runs["last_step_stop"]  # past at the end of step 1
+    # the stop saved no final model: the relaunch resumed instead of finding a finished run
+    assert f"resuming from {output_dir / 'checkpoint-1'}" in lora_sp_runs["last_step_relaunch"]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1]
+    assert sorted(path.parent.name for path in output_dir.glob("checkpoint-*/trainer_state.json")) == ["checkpoint-1"]
+    final, checkpoint = (
+        load_file(output_dir / "model.safetensors"),
+        load_file(output_dir / "checkpoint-1" / "model.safetensors"),
+    )
+    assert final.keys() == checkpoint.keys() and all(torch.equal(final[name], checkpoint[name]) for name in final)
+    assert (output_dir / "README.md").is_file()

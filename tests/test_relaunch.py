@@ -16,7 +16,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, conversation, free_port, launch, run_py, tiny_recipe, write_messages
+from conftest import REPO, conversation, free_port, run_py, tiny_recipe, write_messages
 
 ROWS, VAL_ROWS, STEPS_PER_EPOCH, MAX_STEPS = 16, 4, 4, 6  # 4 rows a step: micro batch 2 x dp 2
 SETTINGS = dict(
@@ -278,31 +278,6 @@ def test_merge_writes_a_plain_model_with_the_adapters_logits(relaunched, tmp_pat
     )
     assert again.returncode == 1
     assert again.stderr == f"judge-sft merge: error: {merged_dir}: already exists; name another --output\n"
-
-
-@pytest.mark.launch
-def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_step(
-    tmp_path, small_vocab_model_dir, small_data
-):
-    from safetensors.torch import load_file
-
-    recipe = tiny_recipe(
-        tmp_path, small_vocab_model_dir, *small_data, max_steps=1, eval_strategy="no", report_to="none"
-    )
-    stopped = launch(recipe, "--stop_after", "0s", check=False)  # the deadline is past at the end of step 1
-    output_dir = tmp_path / "out"
-    assert "stop_after 0s reached: saving checkpoint-1" in stopped.stdout
-    assert not (output_dir / "model.safetensors").exists()
-    launch(recipe)
-    state = read_state(output_dir)
-    assert state["global_step"] == 1 and [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1]
-    assert complete_checkpoints(output_dir) == [1]
-    final, checkpoint = (
-        load_file(output_dir / "model.safetensors"),
-        load_file(output_dir / "checkpoint-1" / "model.safetensors"),
-    )
-    assert final.keys() == checkpoint.keys() and all(torch.equal(final[name], checkpoint[name]) for name in final)
-    assert (output_dir / "README.md").is_file()
 
 
 # ---------------------------------------------------------------------------------- the checks, on directories made here
