@@ -1,9 +1,10 @@
 """`judge-sft doctor`: what it passes, what it catches (bad data, a template without masks or with the prompt
-inside them, heavy truncation, special-token text), and run.py stopping on a failure unless `skip_doctor`."""
+inside them, heavy truncation, special-token text). run.py stopping on a failure unless `skip_doctor` is in
+test_errors_launch.py, whose launch it shares."""
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import conversation, launch, tiny_recipe, write_messages
+from conftest import conversation, tiny_recipe, write_messages
 from trl.chat_template_utils import qwen3_training_chat_template
 
 from judge_sft import cli
@@ -186,42 +187,6 @@ def test_special_token_text_warns(capsys, tmp_path, tiny_model_dir):
     )
     assert code == 0
     assert lines["special tokens in text"][0] == "WARN" and "first: row 3" in lines["special tokens in text"][1]
-
-
-@pytest.fixture(scope="module")
-def truncating_recipe(tmp_path_factory, small_vocab_model_dir):
-    """The two launches train the small-vocabulary model: the same 6 long rows lose trained tokens at 96."""
-    directory = tmp_path_factory.mktemp("doctor_run")
-    return tiny_recipe(
-        directory,
-        small_vocab_model_dir,
-        long_answers(directory, 6),
-        max_length=96,
-        max_steps=1,
-        eval_strategy="no",
-        save_strategy="no",
-        report_to="none",
-    )
-
-
-@pytest.mark.launch
-def test_run_stops_at_start_up_on_a_failure(truncating_recipe):
-    """Both ranks stop (rank 0 fails inside main_process_first; nothing hangs), before loading the model."""
-    result = launch(truncating_recipe, check=False, timeout=300)
-    assert result.returncode != 0
-    assert "doctor: FAIL  truncation train.parquet: 6 of 40 rows" in result.stdout
-    assert (
-        "judge-sft run: error: doctor: truncation train.parquet" in result.stdout
-        and "skip_doctor: true" in result.stdout
-    )
-    assert not (truncating_recipe.parent / "out" / "model.safetensors").exists()
-
-
-@pytest.mark.launch
-def test_run_trains_anyway_with_skip_doctor(truncating_recipe):
-    result = launch(truncating_recipe, "--skip_doctor", "true", timeout=600)
-    assert "doctor:" not in result.stdout
-    assert (truncating_recipe.parent / "out" / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("with_compiler", [True, False], ids=["cc", "none"])

@@ -1,25 +1,29 @@
 """Failures that are about the launch, through one real `accelerate launch` on 2 CPU processes running each recipe
 with judge_sft/run.py's main (test_sequence_parallel.py's driver): a missing model stops in one line before anything
 is written (recipe.yaml included), no trainable train row is an error instead of TRL's StopIteration on every rank,
-and no trainable val row is a warning: training goes on, and the card says none was evaluated."""
+no trainable val row is a warning: training goes on, and the card says none was evaluated; a doctor failure stops
+every rank before the model loads, unless `skip_doctor`."""
 
 import json
 import sys
 
 import pytest
 from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
+from test_doctor import long_answers
 from test_sequence_parallel import job_outputs, launch_driver
 
 from judge_sft.errors import print_error
 
 BOT_REPLY = [{"role": "user", "content": "Is 7 prime?"}, {"role": "bot", "content": "Yes."}]
 NO_REPLY = [{"role": "user", "content": "Is 9 prime?"}]
+TRUNCATING = dict(max_length=96, max_steps=1, eval_strategy="no", save_strategy="no", report_to="none")
 
 
 @pytest.fixture(scope="module")
 def failed_launch(tmp_path_factory, small_vocab_model_dir):
-    """One launch running three recipes one after the other (test_sequence_parallel.py's driver): a missing model, a
-    train file without a trainable row, a val file without one. Returns name -> (its directory, the launch's output
+    """One launch running five recipes one after the other (test_sequence_parallel.py's driver): a missing model, a
+    train file without a trainable row, a val file without one, rows the doctor fails (6 of 40 lose trained tokens at
+    max_length 96; the small-vocabulary model), and the same with `skip_doctor`. Returns name -> (its directory, the launch's output
     while it ran); a refused recipe's error is in its directory's error.txt (a launch prints it once: see
     test_train_command.py's failed child)."""
     directory = tmp_path_factory.mktemp("errors_launch")
@@ -35,6 +39,10 @@ def failed_launch(tmp_path_factory, small_vocab_model_dir):
             job, small_vocab_model_dir, train, write_messages(job / "val.parquet", [NO_REPLY] * 8),
             skip_doctor=True,  # the doctor would stop at the val rows' missing replies
             max_steps=1, eval_strategy="steps", eval_steps=1, save_strategy="no", report_to="none",
+        ),
+        "doctor_fails": lambda job: tiny_recipe(job, small_vocab_model_dir, long_answers(job, 6), **TRUNCATING),
+        "doctor_skipped": lambda job: tiny_recipe(
+            job, small_vocab_model_dir, long_answers(job, 6), **TRUNCATING, skip_doctor=True
         ),
     }  # fmt: skip
     jobs = []
@@ -87,6 +95,23 @@ def test_no_trainable_val_row_warns_trains_without_val_loss_and_the_card_says_so
     }
     card = (output_dir / "README.md").read_text().splitlines()
     assert f"- val_file: `{val}` (8 rows; 0 evaluated, dropped: no assistant message 8)" in card
+
+
+@pytest.mark.launch
+def test_run_stops_at_start_up_on_a_doctor_failure(failed_launch):
+    """Both ranks stop (rank 0 fails inside main_process_first; nothing hangs), before loading the model."""
+    directory, output = failed_launch["doctor_fails"]
+    assert "doctor: FAIL  truncation train.parquet: 6 of 40 rows" in output
+    error = (directory / "error.txt").read_text()
+    assert error.startswith("doctor: truncation train.parquet: 6 of 40 rows") and "skip_doctor: true" in error
+    assert not (directory / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.launch
+def test_run_trains_anyway_with_skip_doctor(failed_launch):
+    directory, output = failed_launch["doctor_skipped"]
+    assert "doctor:" not in output
+    assert not (directory / "error.txt").exists() and (directory / "out" / "model.safetensors").exists()
 
 
 def test_an_error_line_reaches_stderr_in_one_write_so_another_rank_cannot_split_it(monkeypatch):
