@@ -1,7 +1,8 @@
 """End-to-end training through the real launch command: 2 CPU processes, DeepSpeed ZeRO-3, the tiny Qwen3.
 
-One reference run is shared by most assertions; the resume test kills and relaunches a second run, and the stop tests
-stop a third twice (SIGUSR1 to one worker, SIGTERM to the launcher) and relaunch it each time.
+One reference run is shared by most assertions. A second run is killed after its first checkpoint and a third is
+stopped twice (SIGUSR1 to one worker, then SIGTERM to the launcher of its relaunch); one driver launch (see
+test_sequence_parallel.py) then relaunches both to the end and trains LoRA from a relative base path.
 """
 
 import contextlib
@@ -15,16 +16,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, conversation, launch, launch_command, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, REPO, conversation, launch, launch_command, tiny_recipe, write_messages
 from hub_server import FakeHub
 from safetensors.torch import load_file
+from test_sequence_parallel import job_outputs, launch_driver
 from trl.chat_template_utils import qwen3_training_chat_template
 
 from judge_sft.train.inference_template import inference_template
 
 pytestmark = pytest.mark.launch  # every test here runs a real multi-process launch
 
-HUB_TOKEN = "hf_judgesfttest_training"
+HUB_TOKEN = "hf_judgesfttest_training"  # the loopback Hub's
 TRAIN_ROWS, VAL_ROWS = 40, 8
 MICRO_BATCH, WORLD, TOTAL_BATCH = 2, 2, 8  # -> dp 2, gradient accumulation 2, 5 optimizer steps
 STEPS = TRAIN_ROWS // TOTAL_BATCH
@@ -200,49 +202,53 @@ def wait_for(path, process, timeout=400):
         time.sleep(0.2)
 
 
-def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(
-    reference_run, tmp_path, small_vocab_model_dir
-):
-    reference_dir, _ = reference_run
-    train, val = make_data(tmp_path)
-    recipe = tiny_recipe(tmp_path, small_vocab_model_dir, train, val, report_to="none", **RUN_SETTINGS)
+def killed_after_its_first_checkpoint(directory, model_dir):
+    """The reference recipe launched and SIGKILLed (launcher and workers) once checkpoint-2 is complete, then a crash
+    mid-save faked: checkpoint-4's weights written, its trainer state not. Returns the recipe."""
+    directory.mkdir()
+    train, val = make_data(directory)
+    recipe = tiny_recipe(directory, model_dir, train, val, report_to="none", **RUN_SETTINGS)
     process = subprocess.Popen(
         launch_command(recipe), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        wait_for(tmp_path / "out" / "checkpoint-2" / "trainer_state.json", process)
+        wait_for(directory / "out" / "checkpoint-2" / "trainer_state.json", process)
     finally:
         kill_tree(process)
-    assert not (tmp_path / "out" / "model.safetensors").exists()
-
-    # a crash in the middle of the next save: weights written, trainer state not
-    partial = tmp_path / "out" / "checkpoint-4"
+    assert not (directory / "out" / "model.safetensors").exists()
+    partial = directory / "out" / "checkpoint-4"
     partial.mkdir(exist_ok=True)
     (partial / "model.safetensors").write_bytes(b"truncated")
+    return recipe
 
-    result = launch(recipe)
-    assert f"resuming from {tmp_path / 'out' / 'checkpoint-2'}" in result.stdout
-    resumed = load_file(tmp_path / "out" / "model.safetensors")
+
+def test_kill_after_first_checkpoint_then_relaunch_matches_an_uninterrupted_run(reference_run, interrupted_runs):
+    reference_dir, _ = reference_run
+    output_dir, relaunch_output = interrupted_runs["killed"]
+    assert f"resuming from {output_dir / 'checkpoint-2'}" in relaunch_output
+    resumed = load_file(output_dir / "model.safetensors")
     uninterrupted = load_file(reference_dir / "out" / "model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
     for name in uninterrupted:
         torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
 
 
-def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_hub_id(
-    tmp_path, small_vocab_model_dir, small_data, monkeypatch
-):
-    from huggingface_hub import ModelCard
-    from peft import AutoPeftModelForCausalLM
-    from transformers import AutoTokenizer
+LORA_REPO_ID, LORA_BASE_MODEL_ID = "judge-org/tiny-lora", "Qwen/Qwen3-0.6B"
 
-    train, val = small_data
-    repo_id, base_model_id = "judge-org/tiny-lora", "Qwen/Qwen3-0.6B"
-    marked_template = tmp_path / "qwen3_training.jinja"
+
+def lora_from_a_relative_base_path(directory, model_dir):
+    """A LoRA recipe naming its base model relative to where the launch runs (as the cookbook's MODEL_PATH), pushed at
+    the end under a base_model_id, with a chat_template_path that SFTTrainer must not set back on the tokenizer."""
+    directory.mkdir()
+    rows = [conversation(i, 1 + i % 3) for i in range(48)]
+    metadata = {b"judge_sft.train_on": b"final"}
+    train = write_messages(directory / "train.parquet", rows[:40], metadata)
+    val = write_messages(directory / "val.parquet", rows[40:], metadata)
+    marked_template = directory / "qwen3_training.jinja"
     marked_template.write_text(qwen3_training_chat_template)
-    recipe = tiny_recipe(
-        tmp_path,
-        os.path.relpath(small_vocab_model_dir, REPO),  # relative to where the launch runs, as the cookbook's MODEL_PATH
+    return tiny_recipe(
+        directory,
+        os.path.relpath(model_dir, REPO),
         train,
         val,
         report_to="none",
@@ -253,15 +259,23 @@ def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_
         lora_alpha=8,
         lora_target_modules=["q_proj", "v_proj"],
         max_steps=2,
-        base_model_id=base_model_id,
+        base_model_id=LORA_BASE_MODEL_ID,
         push_to_hub=True,
-        hub_model_id=repo_id,
+        hub_model_id=LORA_REPO_ID,
         hub_strategy="end",
-        chat_template_path=str(marked_template),  # SFTTrainer must not set it back on the tokenizer it saves
+        chat_template_path=str(marked_template),
     )
-    with FakeHub(HUB_TOKEN) as hub:
-        result = launch(recipe, env={**hub.env(), "HF_HOME": str(tmp_path / "hf_home"), "HF_TOKEN": HUB_TOKEN})
-    output_dir = tmp_path / "out"
+
+
+def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_hub_id(
+    interrupted_runs, small_vocab_model_dir, tmp_path, monkeypatch
+):
+    from huggingface_hub import ModelCard
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    output_dir, output, files = interrupted_runs["lora"]
+    base_model_id = LORA_BASE_MODEL_ID
     assert (output_dir / "adapter_config.json").is_file() and not (output_dir / "model.safetensors").exists()
     adapters = load_file(output_dir / "adapter_model.safetensors")
     lora_b = [name for name in adapters if "lora_B" in name]
@@ -285,7 +299,6 @@ def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_
     assert type(merged).__name__ == "Qwen3ForCausalLM"
 
     # what was pushed names the Hub id the recipe gave: the adapter config, and the card's metadata and text
-    files = hub.files(repo_id)
     saved_template = inference_template(qwen3_training_chat_template)
     assert (output_dir / "chat_template.jinja").read_text() == saved_template
     assert files["chat_template.jinja"].decode() == saved_template
@@ -296,7 +309,7 @@ def test_lora_from_a_relative_base_path_loads_from_anywhere_and_pushes_the_base_
         f"vllm serve {base_model_id} --enable-lora --max-lora-rank 4 --lora-modules judge=tiny-lora "
         "--chat-template tiny-lora/chat_template.jinja"
     ) in card.text
-    assert "by a local path" not in result.stdout
+    assert "by a local path" not in output
 
 
 # ---------------------------------------------------------------------------------------------------- stop on request
@@ -310,7 +323,6 @@ STOP_SETTINGS = dict(
     hub_strategy="every_save",
 )
 GRACE = 300  # torchrun's grace before SIGKILL (TORCH_ELASTIC_SHUTDOWN_TIMEOUT): a CPU step, an eval and a save on busy cores
-HUB_TOKEN = "hf_judgesftstoptest"
 
 
 class BackgroundLaunch:
@@ -398,25 +410,19 @@ def signal_each(pids, signum):
             pass
 
 
-@pytest.fixture(scope="module")
-def stopped_run(tmp_path_factory, small_vocab_model_dir):
-    """The reference recipe stopped twice and relaunched each time with the same command: SIGUSR1 to rank 1 only once
-    training has started; then SIGTERM to the launcher once the relaunch resumes, and SIGTERM again to the workers
-    while they save. A stop lands at the end of the step in progress: the small-vocabulary model's steps take a
-    fraction of a second, so the signals come at points in the log that leave steps to spare, not after logged steps."""
-
-    directory = tmp_path_factory.mktemp("stopped")
+def stopped_twice(directory, model_dir, hub, hub_env):
+    """The reference recipe stopped twice, launched again after the first stop with the same command: SIGUSR1 to rank
+    1 only once training has started; then SIGTERM to the launcher once the relaunch resumes, and SIGTERM again to the
+    workers while they save. A stop lands at the end of the step in progress: the small-vocabulary model's steps take
+    a fraction of a second, so the signals come at points in the log that leave steps to spare, not after logged
+    steps. Returns what the tests read, with the recipe for the relaunch that finishes it."""
+    directory.mkdir()
     train, val = make_data(directory)
-    recipe = tiny_recipe(directory, small_vocab_model_dir, train, val, **STOP_SETTINGS)
+    recipe = tiny_recipe(directory, model_dir, train, val, **STOP_SETTINGS)
     output_dir = directory / "out"
-    run = {"output_dir": output_dir}
-    with FakeHub(HUB_TOKEN) as hub, contextlib.ExitStack() as cleanup:
-        env = {
-            **hub.env(),
-            "HF_HOME": str(directory / "hf_home"),
-            "HF_TOKEN": HUB_TOKEN,
-            "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(GRACE),
-        }
+    run = {"recipe": recipe, "output_dir": output_dir}
+    env = {**hub_env, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(GRACE)}
+    with contextlib.ExitStack() as cleanup:
         first = BackgroundLaunch(recipe, env)
         cleanup.callback(first.kill)
         first.wait_for(f"| 0/{STEPS} [")  # the progress bar: step 1 in progress
@@ -437,15 +443,42 @@ def stopped_run(tmp_path_factory, small_vocab_model_dir):
             time.sleep(0.1)
         signal_each(workers, signal.SIGTERM)  # a second signal, during the save
         run["second"] = second.finish()
-        run["stop_seconds"] = time.monotonic() - signalled
-        run["complete_after_stops"] = complete_checkpoints(output_dir)
-        run["checkpoints_after_stops"] = [checkpoint_contents(output_dir, step) for step in run["complete_after_stops"]]
-        run["final_model_after_stops"] = (output_dir / "model.safetensors").exists()
-        run["commits_after_stops"] = [commit.message for commit in hub.repos[STOP_SETTINGS["hub_model_id"]].commits]
-
-        run["third"] = launch(recipe, env=env).stdout
-        run["commits"] = [commit.message for commit in hub.repos[STOP_SETTINGS["hub_model_id"]].commits]
+    run["stop_seconds"] = time.monotonic() - signalled
+    run["complete_after_stops"] = complete_checkpoints(output_dir)
+    run["checkpoints_after_stops"] = [checkpoint_contents(output_dir, step) for step in run["complete_after_stops"]]
+    run["final_model_after_stops"] = (output_dir / "model.safetensors").exists()
+    run["commits_after_stops"] = [commit.message for commit in hub.repos[STOP_SETTINGS["hub_model_id"]].commits]
     return run
+
+
+@pytest.fixture(scope="module")
+def interrupted_runs(tmp_path_factory, small_vocab_model_dir):
+    """The real launches that are killed or stopped (`killed_after_its_first_checkpoint`, `stopped_twice`), then one
+    driver launch (test_sequence_parallel.py's `launch_driver`: run.py's main, one job after the other) that relaunches
+    both as the same command would and trains `lora_from_a_relative_base_path`; one loopback Hub for all."""
+    directory = tmp_path_factory.mktemp("interrupted")
+    with FakeHub(HUB_TOKEN) as hub:
+        hub_env = {**hub.env(), "HF_HOME": str(directory / "hf_home"), "HF_TOKEN": HUB_TOKEN}
+        killed = killed_after_its_first_checkpoint(directory / "killed", small_vocab_model_dir)
+        stopped = stopped_twice(directory / "stopped", small_vocab_model_dir, hub, hub_env)
+        lora = lora_from_a_relative_base_path(directory / "lora", small_vocab_model_dir)
+        jobs = [(recipe, recipe.with_name("error.txt")) for recipe in (killed, stopped["recipe"], lora)]
+        output = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory, env=hub_env))
+        errors = {str(recipe): error.read_text() for recipe, error in jobs if error.exists()}
+        assert not errors, errors
+        stopped["third"] = output[stopped["recipe"]]
+        stopped["commits"] = [commit.message for commit in hub.repos[STOP_SETTINGS["hub_model_id"]].commits]
+        lora_pushed = hub.files(LORA_REPO_ID)
+    return {
+        "killed": (killed.parent / "out", output[killed]),
+        "stopped": stopped,
+        "lora": (lora.parent / "out", output[lora], lora_pushed),
+    }
+
+
+@pytest.fixture(scope="module")
+def stopped_run(interrupted_runs):
+    return interrupted_runs["stopped"]
 
 
 def test_sigusr1_to_one_worker_stops_every_rank_after_a_checkpoint_of_that_step(stopped_run):
