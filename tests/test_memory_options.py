@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, REPO, conversation, free_port, launch, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, REPO, conversation, free_port, tiny_recipe, write_messages
 from safetensors.torch import load_file
 from test_sequence_parallel import config_environment, job_outputs, launch_driver, output_under
 from test_training import kill_tree, read_state, wait_for
@@ -38,9 +38,10 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     """Every driver job of this file in one launch (test_sequence_parallel.py's driver), each with the environment
     of its config: per offload mode, two steps and the same recipe raised to three, which resumes from the first's
     checkpoint (the `all` jobs after a recipe that says `cpu_offload: optimizer`); then the bf16_kahan recipes, full
-    fine-tuning for 4 steps (`uninterrupted`) and LoRA for 2 (`lora`). `killed`, the uninterrupted recipe in its own
-    directory, is for the kill test to launch. Returns mode -> (its directory, its jobs' output), and the bf16 config
-    with name -> recipe."""
+    fine-tuning for 4 steps (`uninterrupted`) and LoRA for 2 (`lora`), and the relaunch of `killed`: the uninterrupted
+    recipe in its own directory, launched for real and killed after its first checkpoint before the driver launch.
+    Returns mode -> (its directory, its jobs' output), and the bf16 name -> recipe, what the kill left, the
+    relaunch's output."""
     directory = tmp_path_factory.mktemp("memory")
     train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
     jobs = []
@@ -71,15 +72,33 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     for name, overrides in runs.items():
         (bf16_dir / name).mkdir()
         recipes[name] = tiny_recipe(bf16_dir / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
+    killed_before_relaunch = killed_after_its_first_checkpoint(config, recipes["killed"])
     jobs += [
-        (recipes[name], bf16_dir / name / "error.txt", config_environment(config)) for name in ("uninterrupted", "lora")
+        (recipes[name], bf16_dir / name / "error.txt", config_environment(config))
+        for name in ("uninterrupted", "lora", "killed")
     ]
     sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
     offload = {
         mode: (directory / f"offload_{mode}", output_under(sections, directory / f"offload_{mode}"))
         for mode in ("optimizer", "all")
     }
-    return offload, (config, recipes)
+    return offload, (recipes, killed_before_relaunch, sections[recipes["killed"]])
+
+
+def killed_after_its_first_checkpoint(config, recipe):
+    """A real launch of `recipe` under `config`, SIGKILLed (launcher and workers) once checkpoint-2 is complete.
+    Returns whether a final model existed then."""
+    output_dir = recipe.parent / "out"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    command += ["--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(recipe)]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_for(output_dir / "checkpoint-2" / "trainer_state.json", process)
+    finally:
+        kill_tree(process)
+    return {"final_model": (output_dir / "model.safetensors").exists()}
 
 
 @pytest.fixture(params=["optimizer", "all"])
@@ -126,20 +145,11 @@ def bf16_runs(memory_runs):
 
 
 def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(bf16_runs):
-    config, recipes = bf16_runs
+    recipes, killed_before_relaunch, relaunch_output = bf16_runs
     killed, uninterrupted_dir = recipes["killed"].parent / "out", recipes["uninterrupted"].parent / "out"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
-    command += ["--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(recipes["killed"])]
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        wait_for(killed / "checkpoint-2" / "trainer_state.json", process)
-    finally:
-        kill_tree(process)
-    assert not (killed / "model.safetensors").exists()
-    resumed = launch(recipes["killed"], config=config)
-    assert f"resuming from {killed / 'checkpoint-2'}" in resumed.stdout
+    assert killed_before_relaunch == {"final_model": False}
+    assert json.loads((recipes["killed"].parent / "trained_under.json").read_text())["mixed_precision"] == "bf16"
+    assert f"resuming from {killed / 'checkpoint-2'}" in relaunch_output
 
     uninterrupted = load_file(uninterrupted_dir / "model.safetensors")
     resumed_weights = load_file(killed / "model.safetensors")
@@ -164,7 +174,7 @@ def assert_bf16_states_with_kahan_buffer(checkpoint):
 
 
 def test_bf16_kahan_trains_lora_adapters(bf16_runs):
-    _, recipes = bf16_runs
+    recipes, _, _ = bf16_runs
     trained_under = json.loads((recipes["lora"].parent / "trained_under.json").read_text())
     assert (trained_under["mixed_precision"], trained_under["offload_optimizer_device"]) == ("bf16", "none")
     adapters = load_file(recipes["lora"].parent / "out" / "adapter_model.safetensors")
