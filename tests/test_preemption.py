@@ -117,7 +117,7 @@ LAST_STEP_SETTINGS = dict(max_steps=1, eval_strategy="no", report_to="none")
 
 
 @pytest.fixture(scope="module")
-def lora_sp_runs(tmp_path_factory, small_vocab_model_dir):
+def deadline_runs(tmp_path_factory, small_vocab_model_dir):
     """A LoRA recipe launched with `--stop_after 1s` (a real launch: what each rank exits with); then one driver launch
     (test_sequence_parallel.py's `launch_driver`) that relaunches it without, trains it uninterrupted for reference,
     and stops a one-step run at its deadline after its last step (`stop_after: 0s`) and relaunches that."""
@@ -159,22 +159,22 @@ def lora_sp_runs(tmp_path_factory, small_vocab_model_dir):
 
 
 @pytest.mark.launch
-def test_stop_after_saves_a_checkpoint_and_exits_with_the_requeue_status(lora_sp_runs):
-    stopped, output_dir = lora_sp_runs["stopped"], lora_sp_runs["output_dir"]
+def test_stop_after_saves_a_checkpoint_and_exits_with_the_requeue_status(deadline_runs):
+    stopped, output_dir = deadline_runs["stopped"], deadline_runs["output_dir"]
     assert "stop_after 1s reached: saving checkpoint-1" in stopped.stdout
     assert stopped.stdout.count(f"exitcode  : {REQUEUE_STATUS}") == 2  # every rank; torchrun itself exits 1
     assert stopped.returncode == 1
     assert (
-        "checkpoint-1" in lora_sp_runs["after_stop"] and "adapter_model.safetensors" not in lora_sp_runs["after_stop"]
+        "checkpoint-1" in deadline_runs["after_stop"] and "adapter_model.safetensors" not in deadline_runs["after_stop"]
     )
     state = json.loads((output_dir / "checkpoint-1" / "trainer_state.json").read_text())
     assert state["global_step"] == 1 and (output_dir / "checkpoint-1" / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.launch
-def test_lora_under_sp2_resumes_to_the_adapters_of_an_uninterrupted_run(lora_sp_runs):
-    output_dir, reference = lora_sp_runs["output_dir"], lora_sp_runs["reference"]
-    assert f"resuming from {output_dir / 'checkpoint-1'}" in lora_sp_runs["resumed"]
+def test_lora_under_sp2_resumes_to_the_adapters_of_an_uninterrupted_run(deadline_runs):
+    output_dir, reference = deadline_runs["output_dir"], deadline_runs["reference"]
+    assert f"resuming from {output_dir / 'checkpoint-1'}" in deadline_runs["resumed"]
     resumed = load_file(output_dir / "adapter_model.safetensors")
     uninterrupted = load_file(reference / "adapter_model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
@@ -190,23 +190,23 @@ def test_lora_under_sp2_resumes_to_the_adapters_of_an_uninterrupted_run(lora_sp_
 
 
 @pytest.mark.launch
-def test_num_tokens_counts_on_after_the_resume_as_in_the_uninterrupted_run(lora_sp_runs):
+def test_num_tokens_counts_on_after_the_resume_as_in_the_uninterrupted_run(deadline_runs):
     logged = [
         {entry["step"]: entry["num_tokens"] for entry in json.loads(path.read_text())["log_history"] if "loss" in entry}
         for path in (
-            lora_sp_runs["output_dir"] / "trainer_state.json",
-            lora_sp_runs["reference"] / "trainer_state.json",
+            deadline_runs["output_dir"] / "trainer_state.json",
+            deadline_runs["reference"] / "trainer_state.json",
         )
     ]
     assert logged[0] == logged[1] and sorted(logged[0]) == list(range(1, LORA_SP_STEPS + 1))
 
 
 @pytest.mark.launch
-def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_step(lora_sp_runs):
-    output_dir = lora_sp_runs["last_step_dir"]
-    assert "stop_after 0s reached: saving checkpoint-1" in lora_sp_runs["last_step_stop"]  # past at the end of step 1
+def test_a_stop_at_the_last_step_is_finished_by_the_relaunch_without_another_step(deadline_runs):
+    output_dir = deadline_runs["last_step_dir"]
+    assert "stop_after 0s reached: saving checkpoint-1" in deadline_runs["last_step_stop"]  # past at the end of step 1
     # the stop saved no final model: the relaunch resumed instead of finding a finished run
-    assert f"resuming from {output_dir / 'checkpoint-1'}" in lora_sp_runs["last_step_relaunch"]
+    assert f"resuming from {output_dir / 'checkpoint-1'}" in deadline_runs["last_step_relaunch"]
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 1 and [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1]
     assert sorted(path.parent.name for path in output_dir.glob("checkpoint-*/trainer_state.json")) == ["checkpoint-1"]
