@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
 from test_doctor import long_answers
-from test_sequence_parallel import job_outputs, launch_driver
+from test_sequence_parallel import launch_driver
 
 from judge_sft.errors import print_error
 
@@ -48,8 +48,8 @@ def failed_launch(tmp_path_factory, small_vocab_model_dir):
     jobs = []
     for name, recipe in recipes.items():
         (directory / name).mkdir()
-        jobs.append((recipe(directory / name), directory / name / "error.txt"))
-    sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
+        jobs.append(recipe(directory / name))
+    sections = launch_driver(CPU_CONFIG.name, jobs, directory)
     return {name: (directory / name, sections[directory / name / "recipe.yaml"]) for name in recipes}
 
 

@@ -12,7 +12,7 @@ import yaml
 from conftest import CPU_CONFIG, tiny_recipe
 from judge_files import write_pairwise
 from test_eval_judge import STRENGTHS
-from test_sequence_parallel import job_outputs, launch_driver
+from test_sequence_parallel import launch_driver
 
 from judge_sft.cli import main
 from judge_sft.data.messages import read_conversations, resolve_train_on
@@ -93,8 +93,7 @@ def judge_launch(tmp_path_factory, small_vocab_model_dir, pairwise_data):
         per_device_eval_batch_size=1, max_length=256, max_steps=2, eval_steps=1, save_strategy="no",
         report_to="tensorboard", skip_doctor=True, eval_samples=5, eval_samples_max_new_tokens=8, eval_judge=True,
     )  # fmt: skip
-    jobs = [(recipe, recipe.parent / "error.txt") for recipe in (pairwise, eval_judge)]
-    sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
+    sections = launch_driver(CPU_CONFIG.name, [pairwise, eval_judge], directory)
     return {"pairwise": directory / "pairwise", "eval_judge": directory / "eval_judge", "output": sections}
 
 

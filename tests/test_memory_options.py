@@ -12,7 +12,7 @@ import torch
 import yaml
 from conftest import CPU_CONFIG, REPO, conversation, free_port, tiny_recipe, write_messages
 from safetensors.torch import load_file
-from test_sequence_parallel import config_environment, job_outputs, launch_driver, output_under
+from test_sequence_parallel import config_environment, launch_driver, output_under
 from test_training import kill_tree, read_state, wait_for
 
 pytestmark = pytest.mark.launch
@@ -57,8 +57,8 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
             disagree = tiny_recipe(
                 mode_dir / "disagree", small_vocab_model_dir, train, cpu_offload="optimizer", max_steps=2, **SETTINGS
             )
-            jobs.append((disagree, mode_dir / "disagree" / "error.txt", environment))
-        jobs += [(recipe, mode_dir / "error.txt", environment), (raised, mode_dir / "error.txt", environment)]
+            jobs.append((disagree, environment))
+        jobs += [(recipe, environment), (raised, environment)]
     bf16_dir = directory / "bf16"
     bf16_dir.mkdir()
     config = cpu_config(bf16_dir, mixed_precision="bf16")
@@ -73,11 +73,8 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
         (bf16_dir / name).mkdir()
         recipes[name] = tiny_recipe(bf16_dir / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
     killed_before_relaunch = killed_after_its_first_checkpoint(config, recipes["killed"])
-    jobs += [
-        (recipes[name], bf16_dir / name / "error.txt", config_environment(config))
-        for name in ("uninterrupted", "lora", "killed")
-    ]
-    sections = job_outputs(launch_driver(CPU_CONFIG.name, jobs, directory))
+    jobs += [(recipes[name], config_environment(config)) for name in ("uninterrupted", "lora", "killed")]
+    sections = launch_driver(CPU_CONFIG.name, jobs, directory)
     offload = {
         mode: (directory / f"offload_{mode}", output_under(sections, directory / f"offload_{mode}"))
         for mode in ("optimizer", "all")

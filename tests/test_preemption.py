@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import CPU_CONFIG, conversation, launch, tiny_recipe, write_messages
 from safetensors.torch import load_file
-from test_sequence_parallel import job_outputs, launch_driver
+from test_sequence_parallel import launch_driver
 from transformers import TrainerControl, TrainerState
 from trl import SFTConfig
 
@@ -143,9 +143,7 @@ def deadline_runs(tmp_path_factory, small_vocab_model_dir):
     stop = stop.rename(last_step / "stop.yaml")
     relaunch = tiny_recipe(last_step, small_vocab_model_dir, *small_data, **LAST_STEP_SETTINGS)
     jobs = [recipes["stopped"], recipes["uninterrupted"], stop, relaunch]
-    output = job_outputs(
-        launch_driver(CPU_CONFIG.name, [(job, job.with_suffix(".error.txt")) for job in jobs], directory)
-    )
+    output = launch_driver(CPU_CONFIG.name, jobs, directory)
     return {
         "reference": directory / "uninterrupted" / "out",
         "output_dir": output_dir,

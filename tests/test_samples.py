@@ -177,7 +177,7 @@ def test_card_shows_the_last_steps_samples_shortened_in_a_table(tmp_path):
 def sample_runs(tmp_path_factory, small_vocab_model_dir):
     """The three runs, one after the other in one launch (test_sequence_parallel.py's driver): sp_size 1 with wandb
     and tensorboard, sp_size 2 (val row 0's prompt alone is longer than max_length in both), and LoRA on a val file of
-    2 rows with eval_samples 5 (both are sampled). Returns name -> output directory, and the launch's output."""
+    2 rows with eval_samples 5 (both are sampled). Returns name -> (output directory, the job's output)."""
     directory = tmp_path_factory.mktemp("samples")
     lora = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"], learning_rate=1.0)
     runs = {
@@ -190,28 +190,25 @@ def sample_runs(tmp_path_factory, small_vocab_model_dir):
         (directory / name).mkdir()
         train, val = sample_data(directory / name, val_rows)
         recipe = tiny_recipe(directory / name, small_vocab_model_dir, train, val, **{**RUN_SETTINGS, **overrides})
-        jobs.append((recipe, directory / name / "error.txt"))
+        jobs.append(recipe)
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory / "sp1"), "WANDB_PROJECT": "judge-sft-test"}
     output = launch_driver(CPU_CONFIG.name, jobs, directory, env=env)
-    return {name: directory / name / "out" for name in runs}, output
+    return {name: (recipe.parent / "out", output[recipe]) for name, recipe in zip(runs, jobs)}
 
 
 @pytest.fixture(scope="module")
 def sp1_run(sample_runs):
-    outputs, output = sample_runs
-    return outputs["sp1"], output
+    return sample_runs["sp1"]
 
 
 @pytest.fixture(scope="module")
 def sp2_run(sample_runs):
-    outputs, output = sample_runs
-    return outputs["sp2"], output
+    return sample_runs["sp2"]
 
 
 @pytest.fixture(scope="module")
 def lora_run(sample_runs):
-    outputs, output = sample_runs
-    return outputs["lora"], output
+    return sample_runs["lora"]
 
 
 def state(output_dir):
@@ -259,7 +256,7 @@ def test_every_eval_writes_samples_and_the_final_ones_are_what_the_saved_model_g
     first_val_row = conversation(TRAIN_ROWS, 1 + TRAIN_ROWS % 3)
     assert final[0]["prompt"] == first_val_row[:-1] and final[0]["reference"] == first_val_row[-1]["content"]
     skipped = "eval_samples skips 1 of the first 3 rows, whose prompt alone exceeds max_length 256: rows 0 ("
-    assert f"{output_dir.parent / 'val.parquet'}: {skipped}" in stdout  # the launch's output: this run's line
+    assert f"{output_dir.parent / 'val.parquet'}: {skipped}" in stdout
 
 
 @pytest.mark.launch

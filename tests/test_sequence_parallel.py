@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -101,11 +102,13 @@ def sp_data(tmp_path_factory):
 
 
 def launch_driver(config, jobs, directory, env=None):
-    """One `accelerate launch` running `drive` over jobs [(recipe, error_file[, environment])]; returns its output.
-    `config`: a file name in accelerate_configs/ or a path; `env`: set for the whole launch, a job's environment for
-    that job only. test_samples.py and test_memory_options.py share their launches this way."""
+    """One `accelerate launch` running `drive` over `jobs`, each a recipe or (recipe, environment); returns the
+    launch's output by job (`job_outputs`). A job writes error.txt (a refused recipe) or trained_under.json beside its
+    recipe. `config`: a file name in accelerate_configs/ or a path; `env`: set for the whole launch, a job's
+    environment for that job only. The other launch test files share their launches this way."""
+    jobs = [job if isinstance(job, tuple) else (job, {}) for job in jobs]
     spec = directory / "jobs.json"
-    spec.write_text(json.dumps([[str(job[0]), str(job[1]), job[2] if len(job) > 2 else {}] for job in jobs]))
+    spec.write_text(json.dumps([[str(recipe), environment] for recipe, environment in jobs]))
     command = [
         sys.executable,
         "-m",
@@ -128,7 +131,7 @@ def launch_driver(config, jobs, directory, env=None):
     )
     if result.returncode != 0:
         raise AssertionError(f"driver launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
-    return result.stdout
+    return job_outputs(result.stdout)
 
 
 def config_environment(config):
@@ -164,13 +167,7 @@ def stage_jobs(stage, directory, model_dir, sp_data):
         if recipe_name:
             recipe = recipe.rename(directory / name / recipe_name)
         env = env or (STATED_H100 if stage == 3 and overrides.get("sp_size", 1) > 1 else {})
-        jobs.append(
-            (
-                recipe,
-                directory / name / "error.txt",
-                {**config_environment(REPO / "accelerate_configs" / STAGES[stage]), **env},
-            )
-        )
+        jobs.append((recipe, {**config_environment(REPO / "accelerate_configs" / STAGES[stage]), **env}))
 
     for name, overrides in runs(stage).items():
         job(name, overrides)
@@ -194,7 +191,7 @@ def every_stage_runs(tmp_path_factory, small_vocab_model_dir, sp_data):
     for stage in sorted(STAGES):
         stage_jobs_of, outputs[stage] = stage_jobs(stage, directory / f"zero{stage}", small_vocab_model_dir, sp_data)
         jobs += stage_jobs_of
-    sections = job_outputs(launch_driver(STAGES[3], jobs, directory))
+    sections = launch_driver(STAGES[3], jobs, directory)
     return {
         stage: (
             outputs[stage],
@@ -489,9 +486,10 @@ def job_outputs(output):
 
 def drive(spec_path):
     """Train each job's recipe with judge_sft/run.py's main, one after the other in these processes, each with its
-    environment variables set (then removed). A JudgeSFTError
-    (a refused recipe) is written to the job's error file. Between jobs, the per-process state that a training leaves
-    behind (accelerate's shared state, DeepSpeed's SP groups, the attention function Ulysses registered) is reset."""
+    environment variables set (then restored). A JudgeSFTError (a refused recipe) is written to error.txt beside the
+    recipe; a training writes what it trained under, as accelerate's state had it, to trained_under.json. Between
+    jobs, the per-process state that a training leaves behind (accelerate's shared state, DeepSpeed's SP groups, the
+    attention function Ulysses registered) is reset."""
     from accelerate.state import AcceleratorState
     from deepspeed.runtime.sequence_parallel import parallel_state_sp
     from deepspeed.utils import groups
@@ -500,31 +498,27 @@ def drive(spec_path):
     from judge_sft import run
     from judge_sft.errors import JudgeSFTError
 
-    for recipe, error_file, environment in json.loads(Path(spec_path).read_text()):
-        launch_environment = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)
-        if int(os.environ["RANK"]) == 0:
+    main_process = int(os.environ["RANK"]) == 0
+    for recipe, environment in json.loads(Path(spec_path).read_text()):
+        job_dir = Path(recipe).parent
+        if main_process:
             print(f"{JOB_MARKER}{recipe}", flush=True)
-        try:
-            run.main([recipe])
-        except JudgeSFTError as error:
-            if int(os.environ["RANK"]) == 0:
-                Path(error_file).write_text(str(error))
-        else:
-            if int(os.environ["RANK"]) == 0:  # what the job trained under, as accelerate's state had it
-                state, plugin = AcceleratorState(), AcceleratorState().deepspeed_plugin
-                trained_under = {
-                    "zero_stage": plugin.zero_stage,
-                    "offload_optimizer_device": plugin.offload_optimizer_device,
-                    "offload_param_device": plugin.offload_param_device,
-                    "mixed_precision": str(state.mixed_precision),
-                }
-                Path(error_file).with_name("trained_under.json").write_text(json.dumps(trained_under))
-        for name, value in launch_environment.items():
-            if value is None:
-                del os.environ[name]
+        with mock.patch.dict(os.environ, environment):
+            try:
+                run.main([recipe])
+            except JudgeSFTError as error:
+                if main_process:
+                    (job_dir / "error.txt").write_text(str(error))
             else:
-                os.environ[name] = value
+                if main_process:
+                    state, plugin = AcceleratorState(), AcceleratorState().deepspeed_plugin
+                    trained_under = {
+                        "zero_stage": plugin.zero_stage,
+                        "offload_optimizer_device": plugin.offload_optimizer_device,
+                        "offload_param_device": plugin.offload_param_device,
+                        "mixed_precision": str(state.mixed_precision),
+                    }
+                    (job_dir / "trained_under.json").write_text(json.dumps(trained_under))
         AcceleratorState._reset_state(reset_partial_state=True)
         parallel_state_sp._release_sequence_parallel_groups()
         groups.mpu = None
