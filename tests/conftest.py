@@ -6,9 +6,9 @@ Which tiny model when (docs/development.md#which-tiny-model):
   truncation or token counts are what it checks, and for those whose thresholds (max_length, trained-token fractions)
   were set in real Qwen3 tokens.
 - `small_vocab_model_dir`: the same Qwen3 architecture (embeddings untied, as in the 14B and 32B), chat template and
-  added tokens over a 1,777-token BPE trained on the bundled sample (judge_sft.tiny_model.write_small_vocab_tokenizer). For launches that test training, saving,
-  resuming, stopping, pushing, sampling and parity, not the tokenizer: the LM head and log-probs over 151,669 tokens
-  were more than half of each micro step.
+  added tokens over a 1,777-token BPE trained on the bundled sample (judge_sft.tiny_model.write_small_vocab_tokenizer).
+  For launches that test training, saving, resuming, stopping, pushing, sampling and parity, not the tokenizer: the LM
+  head and log-probs over 151,669 tokens were more than half of each micro step.
 """
 
 import os

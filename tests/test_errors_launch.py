@@ -23,8 +23,8 @@ TRUNCATING = dict(max_length=96, max_steps=1, eval_strategy="no", save_strategy=
 def failed_launch(tmp_path_factory, small_vocab_model_dir):
     """One launch running five recipes one after the other (test_sequence_parallel.py's driver): a missing model, a
     train file without a trainable row, a val file without one, rows the doctor fails (6 of 40 lose trained tokens at
-    max_length 96; the small-vocabulary model), and the same with `skip_doctor`. Returns name -> (its directory, the launch's output
-    while it ran); a refused recipe's error is in its directory's error.txt (a launch prints it once: see
+    max_length 96; the small-vocabulary model), and the same with `skip_doctor`. Returns name -> (its directory, the
+    job's output); a refused recipe's error is in its directory's error.txt (a launch prints it once: see
     test_train_command.py's failed child)."""
     directory = tmp_path_factory.mktemp("errors_launch")
     rows = [conversation(i, 1 + i % 3) for i in range(48)]

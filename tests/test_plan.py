@@ -47,7 +47,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 
 
 def write_model_dir(directory, tokenizer_dir=None, **config):
-    """A config.json (no weights) with a tokenizer beside it: the real Qwen3 one unless `tokenizer_dir` names another."""
+    """A config.json (no weights) with a tokenizer beside it: the real Qwen3 one, or `tokenizer_dir`'s."""
     from transformers import Qwen3Config
 
     from judge_sft.tiny_model import qwen3_tokenizer_dir

@@ -1,7 +1,8 @@
 """`judge-sft train` stopped and relaunched as a user does, on a LoRA run of max_steps 6 (1.5 epochs): Ctrl-C (SIGINT to
-the launcher's process group) in the first epoch; the same command, which resumes to the end; the same command once more,
-which has nothing to train. Then a full fine-tune into that output_dir, refused, and `judge-sft merge` of its adapters.
-Real launches (2 CPU processes, ZeRO-3, the small-vocabulary tiny Qwen3); and the relaunch checks on output directories written here."""
+the launcher's process group) in the first epoch; the same command, which resumes to the end; the same command once
+more, which has nothing to train. Then a full fine-tune into that output_dir, refused, and `judge-sft merge` of its
+adapters. Real launches (2 CPU processes, ZeRO-3, the small-vocabulary tiny Qwen3); and the relaunch checks on output
+directories written here."""
 
 import ast
 import hashlib

@@ -4,8 +4,8 @@ evaluation, in OUTPUT_DIR/samples/, the reporters, the model card and `judge-sft
 The launch tests read three real 2-process ZeRO-3 CPU trainings of the small-vocabulary tiny Qwen3 (untied
 embeddings: tied, its greedy output was newlines only), run one after the other in one launch: sp_size 1 (wandb and
 tensorboard on), sp_size 2, and LoRA. Every final completion must equal what greedy `generate` writes with the saved
-model and tokenizer. SGD at a large learning rate keeps the tiny model's greedy output changing from step to step, and the
-sp_size 1 and 2 runs comparable step by step (as in test_sequence_parallel.py).
+model and tokenizer. SGD at a large learning rate keeps the tiny model's greedy output changing from step to step, and
+the sp_size 1 and 2 runs comparable step by step (as in test_sequence_parallel.py).
 """
 
 import json

@@ -273,7 +273,7 @@ def test_installed_versions_equal_the_constraints():
         assert {name for name, version in installed.items() if version != pins[name]} <= {"torch"}
 
 
-def test_the_launch_runs_with_this_venvs_bin_first_on_path_as_if_activated(monkeypatch):
+def test_this_venvs_bin_goes_first_on_path_once_as_if_activated(monkeypatch):
     """DeepSpeed builds its CPU ops with the `ninja` on PATH: the venv's, as `make setup` built them, or every op was
     rebuilt by the system's (another version) in the first launch."""
     from judge_sft.train.launch import put_this_venv_first_on_path
