@@ -24,11 +24,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 		else cat $(or $(CONSTRAINTS),/dev/null) > $(VENV)/constraints.txt; fi
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[test]"
 	# DeepSpeed's CPU ops the tests load (communication; Adam for cpu_offload), 35-80 s each to compile, built once
-	# here rather than in the first test that needs them. With the venv's ninja, as the tests use it: ninja 1.11 and
-	# 1.13 hash their logs differently, so a build by one is rebuilt by the other.
-	if ! command -v nvidia-smi >/dev/null 2>&1; then PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -c "from \
-		deepspeed.accelerator import get_accelerator; [get_accelerator().create_op_builder(op).load() for op in \
-		('ShareMemCommBuilder', 'CPUAdamBuilder')]"; fi
+	# here rather than in the first test that needs them, with the venv's ninja as run.py builds them.
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -c "from judge_sft.train.launch import \
+		put_this_venv_first_on_path; put_this_venv_first_on_path(); from deepspeed.accelerator import get_accelerator; \
+		[get_accelerator().create_op_builder(op).load() for op in ('ShareMemCommBuilder', 'CPUAdamBuilder')]"; fi
 	touch $@
 
 # Each test file on one of 2 workers (its module fixtures run once); PYTEST_ARGS="-n 0" runs in one process.
