@@ -1,5 +1,5 @@
 """Failures that are about the launch, through one real `accelerate launch` on 2 CPU processes running each recipe
-with judge_sft/run.py's main (test_sequence_parallel.py's driver): a missing model stops in one line before anything
+with judge_sft/run.py's main (tests/driver.py): a missing model stops in one line before anything
 is written (recipe.yaml included), no trainable train row is an error instead of TRL's StopIteration on every rank,
 no trainable val row is a warning: training goes on, and the card says none was evaluated; a doctor failure stops
 every rank before the model loads, unless `skip_doctor`."""
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
+from driver import launch_driver
 from test_doctor import long_answers
-from test_sequence_parallel import launch_driver
 
 from judge_sft.errors import print_error
 
@@ -21,7 +21,7 @@ TRUNCATING = dict(max_length=96, max_steps=1, eval_strategy="no", save_strategy=
 
 @pytest.fixture(scope="module")
 def failed_launch(tmp_path_factory, small_vocab_model_dir):
-    """One launch running five recipes one after the other (test_sequence_parallel.py's driver): a missing model, a
+    """One launch running five recipes one after the other (tests/driver.py): a missing model, a
     train file without a trainable row, a val file without one, rows the doctor fails (6 of 40 lose trained tokens at
     max_length 96; the small-vocabulary model), and the same with `skip_doctor`. Returns name -> (its directory, the
     job's output); a refused recipe's error is in its directory's error.txt (a launch prints it once: see

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import CPU_CONFIG, tiny_recipe
+from driver import launch_driver
 from judge_files import write_pairwise
 from test_eval_judge import STRENGTHS
-from test_sequence_parallel import launch_driver
 
 from judge_sft.cli import main
 from judge_sft.data.messages import read_conversations, resolve_train_on
@@ -76,7 +76,7 @@ def test_every_pairwise_row_trains_exactly_its_answer_on_the_qwen3_template(pair
 
 @pytest.fixture(scope="module")
 def judge_launch(tmp_path_factory, small_vocab_model_dir, pairwise_data):
-    """One 2-process launch training two judge recipes one after the other (test_sequence_parallel.py's driver): the
+    """One 2-process launch training two judge recipes one after the other (tests/driver.py): the
     bundled pairwise sample for 2 steps, and test_eval_judge.py's pairs with `eval_judge: true`. Returns name -> the
     job's directory, and "output" -> the launch's output by recipe."""
     directory = tmp_path_factory.mktemp("judge_launch")

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 from conftest import CPU_CONFIG, REPO, conversation, free_port, tiny_recipe, write_messages
+from driver import config_environment, launch_driver, output_under
 from safetensors.torch import load_file
-from test_sequence_parallel import config_environment, launch_driver, output_under
 from test_training import kill_tree, read_state, wait_for
 
 pytestmark = pytest.mark.launch
@@ -35,7 +35,7 @@ def cpu_config(tmp_path, mixed_precision="no", offload="none"):
 
 @pytest.fixture(scope="module")
 def memory_runs(tmp_path_factory, small_vocab_model_dir):
-    """Every driver job of this file in one launch (test_sequence_parallel.py's driver), each with the environment
+    """Every driver job of this file in one launch (tests/driver.py), each with the environment
     of its config: per offload mode, two steps and the same recipe raised to three, which resumes from the first's
     checkpoint (the `all` jobs after a recipe that says `cpu_offload: optimizer`); then the bf16_kahan recipes, full
     fine-tuning for 4 steps (`uninterrupted`) and LoRA for 2 (`lora`), and the relaunch of `killed`: the uninterrupted

@@ -1,7 +1,7 @@
 """Stopping on request (judge_sft/train/preemption.py): the `stop_after` format and the recipe checks, the callback in
 this process with real signals, a LoRA run under sp_size 2 stopped by its deadline (a real launch) and relaunched beside
-an uninterrupted reference, and a one-step run stopped after its last step and relaunched (one driver launch, see
-test_sequence_parallel.py). test_training.py stops full fine-tuning by signals (to one worker, to the launcher);
+an uninterrupted reference, and a one-step run stopped after its last step and relaunched (one launch of
+tests/driver.py). test_training.py stops full fine-tuning by signals (to one worker, to the launcher);
 test_recipe_command.py runs launch.slurm's stop and requeue."""
 
 import json
@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 from conftest import CPU_CONFIG, conversation, launch, tiny_recipe, write_messages
+from driver import launch_driver
 from safetensors.torch import load_file
-from test_sequence_parallel import launch_driver
 from transformers import TrainerControl, TrainerState
 from trl import SFTConfig
 
@@ -119,7 +119,7 @@ LAST_STEP_SETTINGS = dict(max_steps=1, eval_strategy="no", report_to="none")
 @pytest.fixture(scope="module")
 def deadline_runs(tmp_path_factory, small_vocab_model_dir):
     """A LoRA recipe launched with `--stop_after 1s` (a real launch: what each rank exits with); then one driver launch
-    (test_sequence_parallel.py's `launch_driver`) that relaunches it without, trains it uninterrupted for reference,
+    (tests/driver.py's `launch_driver`) that relaunches it without, trains it uninterrupted for reference,
     and stops a one-step run at its deadline after its last step (`stop_after: 0s`) and relaunches that."""
     directory = tmp_path_factory.mktemp("lora_sp")
     rows = [conversation(i, 1 + i % 3) for i in range(48)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CPU_CONFIG, EXACT_SGD, conversation, tiny_recipe, write_messages
-from test_sequence_parallel import launch_driver
+from driver import launch_driver
 
 from judge_sft.cli import main as cli_main
 from judge_sft.errors import JudgeSFTError
@@ -175,7 +175,7 @@ def test_card_shows_the_last_steps_samples_shortened_in_a_table(tmp_path):
 
 @pytest.fixture(scope="module")
 def sample_runs(tmp_path_factory, small_vocab_model_dir):
-    """The three runs, one after the other in one launch (test_sequence_parallel.py's driver): sp_size 1 with wandb
+    """The three runs, one after the other in one launch (tests/driver.py): sp_size 1 with wandb
     and tensorboard, sp_size 2 (val row 0's prompt alone is longer than max_length in both), and LoRA on a val file of
     2 rows with eval_samples 5 (both are sampled). Returns name -> (output directory, the job's output)."""
     directory = tmp_path_factory.mktemp("samples")

@@ -1,8 +1,8 @@
 """End-to-end training through the real launch command: 2 CPU processes, DeepSpeed ZeRO-3, the tiny Qwen3.
 
 One reference run is shared by most assertions. A second run is killed after its first checkpoint and a third is
-stopped twice (SIGUSR1 to one worker, then SIGTERM to the launcher of its relaunch); one driver launch (see
-test_sequence_parallel.py) then relaunches both to the end and trains LoRA from a relative base path.
+stopped twice (SIGUSR1 to one worker, then SIGTERM to the launcher of its relaunch); one launch of tests/driver.py
+then relaunches both to the end and trains LoRA from a relative base path.
 """
 
 import contextlib
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CPU_CONFIG, REPO, conversation, launch, launch_command, tiny_recipe, write_messages
+from driver import launch_driver
 from hub_server import FakeHub
 from safetensors.torch import load_file
-from test_sequence_parallel import launch_driver
 from trl.chat_template_utils import qwen3_training_chat_template
 
 from judge_sft.train.inference_template import inference_template
@@ -454,7 +454,7 @@ def stopped_twice(directory, model_dir, hub, hub_env):
 @pytest.fixture(scope="module")
 def interrupted_runs(tmp_path_factory, small_vocab_model_dir):
     """The real launches that are killed or stopped (`killed_after_its_first_checkpoint`, `stopped_twice`), then one
-    driver launch (test_sequence_parallel.py's `launch_driver`: run.py's main, one job after the other) that relaunches
+    driver launch (tests/driver.py's `launch_driver`: run.py's main, one job after the other) that relaunches
     both as the same command would and trains `lora_from_a_relative_base_path`; one loopback Hub for all."""
     directory = tmp_path_factory.mktemp("interrupted")
     with FakeHub(HUB_TOKEN) as hub:
