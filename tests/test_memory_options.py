@@ -4,16 +4,14 @@ and `master_weights: bf16_kahan` resumes exactly after a kill, trains LoRA adapt
 Kahan buffer."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, REPO, conversation, free_port, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
 from driver import config_environment, launch_driver, output_under
 from safetensors.torch import load_file
-from test_training import kill_tree, read_state, wait_for
+from test_training import killed_at_checkpoint, read_state
 
 pytestmark = pytest.mark.launch
 
@@ -72,30 +70,14 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     for name, overrides in runs.items():
         (bf16_dir / name).mkdir()
         recipes[name] = tiny_recipe(bf16_dir / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
-    killed_before_relaunch = killed_after_its_first_checkpoint(config, recipes["killed"])
+    final_model_when_killed = killed_at_checkpoint(recipes["killed"], 2, config=config)
     jobs += [(recipes[name], config_environment(config)) for name in ("uninterrupted", "lora", "killed")]
     sections = launch_driver(CPU_CONFIG.name, jobs, directory)
     offload = {
         mode: (directory / f"offload_{mode}", output_under(sections, directory / f"offload_{mode}"))
         for mode in ("optimizer", "all")
     }
-    return offload, (recipes, killed_before_relaunch, sections[recipes["killed"]])
-
-
-def killed_after_its_first_checkpoint(config, recipe):
-    """A real launch of `recipe` under `config`, SIGKILLed (launcher and workers) once checkpoint-2 is complete.
-    Returns whether a final model existed then."""
-    output_dir = recipe.parent / "out"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
-    command += ["--main_process_port", str(free_port()), str(REPO / "judge_sft" / "run.py"), str(recipe)]
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        wait_for(output_dir / "checkpoint-2" / "trainer_state.json", process)
-    finally:
-        kill_tree(process)
-    return {"final_model": (output_dir / "model.safetensors").exists()}
+    return offload, (recipes, final_model_when_killed, sections[recipes["killed"]])
 
 
 @pytest.fixture(params=["optimizer", "all"])
@@ -142,9 +124,9 @@ def bf16_runs(memory_runs):
 
 
 def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(bf16_runs):
-    recipes, killed_before_relaunch, relaunch_output = bf16_runs
+    recipes, final_model_when_killed, relaunch_output = bf16_runs
     killed, uninterrupted_dir = recipes["killed"].parent / "out", recipes["uninterrupted"].parent / "out"
-    assert killed_before_relaunch == {"final_model": False}
+    assert not final_model_when_killed
     assert json.loads((recipes["killed"].parent / "trained_under.json").read_text())["mixed_precision"] == "bf16"
     assert f"resuming from {killed / 'checkpoint-2'}" in relaunch_output
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import CPU_CONFIG, REPO, conversation, launch, launch_command, tiny_recipe, write_messages
 from driver import launch_driver
 from hub_server import FakeHub
@@ -202,20 +203,31 @@ def wait_for(path, process, timeout=400):
         time.sleep(0.2)
 
 
+def killed_at_checkpoint(recipe, step, config=CPU_CONFIG):
+    """`recipe` launched under `config` and SIGKILLed (launcher and workers) once checkpoint-STEP is complete. Returns
+    whether a final model was saved by then."""
+    output_dir = Path(yaml.safe_load(recipe.read_text())["output_dir"])
+    process = subprocess.Popen(
+        launch_command(recipe, config=config),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(output_dir / f"checkpoint-{step}" / "trainer_state.json", process)
+    finally:
+        kill_tree(process)
+    return (output_dir / "model.safetensors").exists()
+
+
 def killed_after_its_first_checkpoint(directory, model_dir):
-    """The reference recipe launched and SIGKILLed (launcher and workers) once checkpoint-2 is complete, then a crash
-    mid-save faked: checkpoint-4's weights written, its trainer state not. Returns the recipe."""
+    """The reference recipe killed once checkpoint-2 is complete, then a crash mid-save faked: checkpoint-4's weights
+    written, its trainer state not. Returns the recipe."""
     directory.mkdir()
     train, val = make_data(directory)
     recipe = tiny_recipe(directory, model_dir, train, val, report_to="none", **RUN_SETTINGS)
-    process = subprocess.Popen(
-        launch_command(recipe), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        wait_for(directory / "out" / "checkpoint-2" / "trainer_state.json", process)
-    finally:
-        kill_tree(process)
-    assert not (directory / "out" / "model.safetensors").exists()
+    assert not killed_at_checkpoint(recipe, 2)
     partial = directory / "out" / "checkpoint-4"
     partial.mkdir(exist_ok=True)
     (partial / "model.safetensors").write_bytes(b"truncated")
