@@ -76,11 +76,12 @@ def job_outputs(output):
     """A driver launch's output split by job: recipe path -> what was printed from its start to the next job's."""
     sections, current = {}, None
     for line in output.splitlines(keepends=True):
-        if line.startswith(JOB_MARKER):
-            current = Path(line[len(JOB_MARKER) :].strip())
+        before, marker, recipe = line.partition(JOB_MARKER)  # the other rank may have left half a line before it
+        if current is not None:
+            sections[current] += before
+        if marker:
+            current = Path(recipe.strip())
             sections[current] = sections.get(current, "")
-        elif current is not None:
-            sections[current] += line
     return sections
 
 

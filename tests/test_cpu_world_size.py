@@ -9,13 +9,16 @@ from conftest import CPU_CONFIG, REPO, free_port
 
 pytestmark = pytest.mark.launch  # every test here runs a real multi-process launch
 
+# Each rank writes its own file: two ranks printing to one pipe can interleave mid-line (CI lost a rank's line that way).
 PROBE = """
 import json, os, sys
+from pathlib import Path
 from trl import SFTConfig
 from judge_sft.train.arguments import parse_recipe
-stock = SFTConfig(output_dir=os.path.dirname(sys.argv[1]), bf16=False, report_to="none").world_size
-ours = parse_recipe([sys.argv[1]])[1].world_size
-print("WORLD", json.dumps({"rank": int(os.environ["RANK"]), "stock": stock, "ours": ours}), flush=True)
+recipe = Path(sys.argv[1])
+stock = SFTConfig(output_dir=str(recipe.parent), bf16=False, report_to="none").world_size
+ours = parse_recipe([str(recipe)])[1].world_size
+(recipe.parent / f"world-{os.environ['RANK']}.json").write_text(json.dumps({"stock": stock, "ours": ours}))
 os._exit(0)
 """
 
@@ -43,7 +46,7 @@ def launched_worlds(tmp_path, recipe):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    ranks = [json.loads(line.split("WORLD ", 1)[1]) for line in result.stdout.splitlines() if "WORLD {" in line]
+    ranks = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("world-*.json"))]
     return {key: [rank[key] for rank in ranks] for key in ("stock", "ours")}
 
 
