@@ -148,14 +148,19 @@ def write_messages(path, conversations, metadata=None):
     return path
 
 
-@pytest.fixture
-def small_data(tmp_path):
-    """40 train / 8 val conversations of 1-3 turns, as prepare-data would write them (loss on the final answer)."""
+def write_small_data(directory):
+    """40 train / 8 val conversations of 1-3 turns, as prepare-data would write them (loss on the final answer), in
+    DIRECTORY/{train,val}.parquet. Returns both paths."""
     rows = [conversation(i, 1 + i % 3) for i in range(48)]
     metadata = {b"judge_sft.train_on": b"final"}
-    return write_messages(tmp_path / "train.parquet", rows[:40], metadata), write_messages(
-        tmp_path / "val.parquet", rows[40:], metadata
+    return write_messages(directory / "train.parquet", rows[:40], metadata), write_messages(
+        directory / "val.parquet", rows[40:], metadata
     )
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    return write_small_data(tmp_path)
 
 
 def tiny_recipe(tmp_path, model_dir, train_file, val_file=None, **overrides):

@@ -8,7 +8,7 @@ import json
 import sys
 
 import pytest
-from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, tiny_recipe, write_messages, write_small_data
 from driver import launch_driver
 from test_doctor import long_answers
 
@@ -27,8 +27,7 @@ def failed_launch(tmp_path_factory, small_vocab_model_dir):
     job's output); a refused recipe's error is in its directory's error.txt (a launch prints it once: see
     test_train_command.py's failed child)."""
     directory = tmp_path_factory.mktemp("errors_launch")
-    rows = [conversation(i, 1 + i % 3) for i in range(48)]
-    train = write_messages(directory / "train.parquet", rows[:40], {b"judge_sft.train_on": b"final"})
+    train, _ = write_small_data(directory)
     recipes = {
         "missing_model": lambda job: tiny_recipe(job, job / "no-such-model", train, report_to="none"),
         "no_train_row": lambda job: tiny_recipe(

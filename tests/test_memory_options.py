@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, conversation, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, tiny_recipe, write_small_data
 from driver import config_environment, launch_driver, output_under
 from safetensors.torch import load_file
 from test_training import killed_at_checkpoint, read_state
@@ -17,7 +17,6 @@ pytestmark = pytest.mark.launch
 
 SETTINGS = dict(report_to="none", eval_strategy="no", save_steps=2, max_length=256)
 BF16 = dict(bf16=True, use_cpu=True, master_weights="bf16_kahan")  # use_cpu: transformers' bf16 check on CPU
-FINAL = {b"judge_sft.train_on": b"final"}
 
 
 def cpu_config(tmp_path, mixed_precision="no", offload="none"):
@@ -41,7 +40,7 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     Returns mode -> (its directory, its jobs' output), and the bf16 name -> recipe, what the kill left, the
     relaunch's output."""
     directory = tmp_path_factory.mktemp("memory")
-    train = write_messages(directory / "train.parquet", [conversation(i, 1 + i % 3) for i in range(40)], FINAL)
+    train, _ = write_small_data(directory)
     jobs = []
     for mode in ("optimizer", "all"):
         mode_dir = directory / f"offload_{mode}"

@@ -11,7 +11,7 @@ import signal
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, conversation, launch, tiny_recipe, write_messages
+from conftest import CPU_CONFIG, conversation, launch, tiny_recipe, write_messages, write_small_data
 from driver import launch_driver
 from safetensors.torch import load_file
 from transformers import TrainerControl, TrainerState
@@ -122,9 +122,8 @@ def deadline_runs(tmp_path_factory, small_vocab_model_dir):
     (tests/driver.py's `launch_driver`) that relaunches it without, trains it uninterrupted for reference,
     and stops a one-step run at its deadline after its last step (`stop_after: 0s`) and relaunches that."""
     directory = tmp_path_factory.mktemp("lora_sp")
-    rows = [conversation(i, 1 + i % 3) for i in range(48)]
-    metadata = {b"judge_sft.train_on": b"final"}
-    train = write_messages(directory / "train.parquet", rows[:16], metadata)
+    rows = [conversation(i, 1 + i % 3) for i in range(16)]
+    train = write_messages(directory / "train.parquet", rows, {b"judge_sft.train_on": b"final"})
     recipes = {}
     for name in ("uninterrupted", "stopped"):
         (directory / name).mkdir()
@@ -135,10 +134,7 @@ def deadline_runs(tmp_path_factory, small_vocab_model_dir):
 
     last_step = directory / "last_step"
     last_step.mkdir()
-    small_data = (
-        write_messages(last_step / "train.parquet", rows[:40], metadata),
-        write_messages(last_step / "val.parquet", rows[40:], metadata),
-    )
+    small_data = write_small_data(last_step)
     stop = tiny_recipe(last_step, small_vocab_model_dir, *small_data, **LAST_STEP_SETTINGS, stop_after="0s")
     stop = stop.rename(last_step / "stop.yaml")
     relaunch = tiny_recipe(last_step, small_vocab_model_dir, *small_data, **LAST_STEP_SETTINGS)

@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, REPO, conversation, launch, launch_command, tiny_recipe, write_messages
+from conftest import (
+    CPU_CONFIG,
+    REPO,
+    conversation,
+    launch,
+    launch_command,
+    tiny_recipe,
+    write_messages,
+    write_small_data,
+)
 from driver import launch_driver
 from hub_server import FakeHub
 from safetensors.torch import load_file
@@ -252,10 +261,7 @@ def lora_from_a_relative_base_path(directory, model_dir):
     """A LoRA recipe naming its base model relative to where the launch runs (as the cookbook's MODEL_PATH), pushed at
     the end under a base_model_id, with a chat_template_path that SFTTrainer must not set back on the tokenizer."""
     directory.mkdir()
-    rows = [conversation(i, 1 + i % 3) for i in range(48)]
-    metadata = {b"judge_sft.train_on": b"final"}
-    train = write_messages(directory / "train.parquet", rows[:40], metadata)
-    val = write_messages(directory / "val.parquet", rows[40:], metadata)
+    train, val = write_small_data(directory)
     marked_template = directory / "qwen3_training.jinja"
     marked_template.write_text(qwen3_training_chat_template)
     return tiny_recipe(
