@@ -37,8 +37,7 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     checkpoint (the `all` jobs after a recipe that says `cpu_offload: optimizer`); then the bf16_kahan recipes, full
     fine-tuning for 4 steps (`uninterrupted`) and LoRA for 2 (`lora`), and the relaunch of `killed`: the uninterrupted
     recipe in its own directory, launched for real and killed after its first checkpoint before the driver launch.
-    Returns mode -> (its directory, its jobs' output), and the bf16 name -> recipe, what the kill left, the
-    relaunch's output."""
+    Returns name (the offload mode, or the bf16 run) -> (its directory, its jobs' output)."""
     directory = tmp_path_factory.mktemp("memory")
     train, _ = write_small_data(directory)
     jobs = []
@@ -69,19 +68,18 @@ def memory_runs(tmp_path_factory, small_vocab_model_dir):
     for name, overrides in runs.items():
         (bf16_dir / name).mkdir()
         recipes[name] = tiny_recipe(bf16_dir / name, small_vocab_model_dir, train, **{**SETTINGS, **BF16, **overrides})
-    final_model_when_killed = killed_at_checkpoint(recipes["killed"], 2, config=config)
+    killed_at_checkpoint(recipes["killed"], 2, config=config)
     jobs += [(recipes[name], config_environment(config)) for name in ("uninterrupted", "lora", "killed")]
     sections = launch_driver(CPU_CONFIG.name, jobs, directory)
-    offload = {
-        mode: (directory / f"offload_{mode}", output_under(sections, directory / f"offload_{mode}"))
-        for mode in ("optimizer", "all")
+    runs = {mode: directory / f"offload_{mode}" for mode in ("optimizer", "all")} | {
+        name: recipe.parent for name, recipe in recipes.items()
     }
-    return offload, (recipes, final_model_when_killed, sections[recipes["killed"]])
+    return {name: (run_dir, output_under(sections, run_dir)) for name, run_dir in runs.items()}
 
 
 @pytest.fixture(params=["optimizer", "all"])
 def offload_run(request, memory_runs):
-    return memory_runs[0][request.param]
+    return memory_runs[request.param]
 
 
 # `none` with fp32 master weights is every other launch's (cpu_zero3_2proc.yaml), resumed by
@@ -107,9 +105,8 @@ def test_each_offload_mode_trains_two_steps_and_resumes(offload_run):
     ]
 
 
-@pytest.mark.parametrize("offload_run", ["all"], indirect=True)
-def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(offload_run):
-    directory, _ = offload_run
+def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(memory_runs):
+    directory, _ = memory_runs["all"]
     assert (directory / "disagree" / "error.txt").read_text() == (
         "recipe: cpu_offload is optimizer but the launch's DeepSpeed config offloads the optimizer states and the "
         "parameters; set `cpu_offload: all` or launch with --config_file accelerate_configs/zero3_offload_optimizer.yaml"
@@ -117,16 +114,10 @@ def test_a_recipe_and_a_launch_that_disagree_on_cpu_offload_stop_in_one_line(off
     assert not (directory / "disagree" / "out").exists()  # refused before anything was written
 
 
-@pytest.fixture(scope="module")
-def bf16_runs(memory_runs):
-    return memory_runs[1]
-
-
-def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(bf16_runs):
-    recipes, final_model_when_killed, relaunch_output = bf16_runs
-    killed, uninterrupted_dir = recipes["killed"].parent / "out", recipes["uninterrupted"].parent / "out"
-    assert not final_model_when_killed
-    assert json.loads((recipes["killed"].parent / "trained_under.json").read_text())["mixed_precision"] == "bf16"
+def test_bf16_kahan_resumed_after_a_kill_matches_an_uninterrupted_run(memory_runs):
+    killed_dir, relaunch_output = memory_runs["killed"]
+    killed, uninterrupted_dir = killed_dir / "out", memory_runs["uninterrupted"][0] / "out"
+    assert json.loads((killed_dir / "trained_under.json").read_text())["mixed_precision"] == "bf16"
     assert f"resuming from {killed / 'checkpoint-2'}" in relaunch_output
 
     uninterrupted = load_file(uninterrupted_dir / "model.safetensors")
@@ -151,10 +142,10 @@ def assert_bf16_states_with_kahan_buffer(checkpoint):
     )
 
 
-def test_bf16_kahan_trains_lora_adapters(bf16_runs):
-    recipes, _, _ = bf16_runs
-    trained_under = json.loads((recipes["lora"].parent / "trained_under.json").read_text())
+def test_bf16_kahan_trains_lora_adapters(memory_runs):
+    lora_dir, _ = memory_runs["lora"]
+    trained_under = json.loads((lora_dir / "trained_under.json").read_text())
     assert (trained_under["mixed_precision"], trained_under["offload_optimizer_device"]) == ("bf16", "none")
-    adapters = load_file(recipes["lora"].parent / "out" / "adapter_model.safetensors")
+    adapters = load_file(lora_dir / "out" / "adapter_model.safetensors")
     lora_b = [name for name in adapters if "lora_B" in name]
     assert len(lora_b) == 2 * 2 and all(adapters[name].abs().sum() > 0 for name in lora_b)  # B starts at zero
