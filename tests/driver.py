@@ -13,14 +13,15 @@ from pathlib import Path
 from unittest import mock
 
 import yaml
-from conftest import REPO, free_port
+from conftest import CPU_CONFIG, REPO, free_port
 
 
-def launch_driver(config, jobs, directory, env=None):
+def launch_driver(jobs, directory, config=CPU_CONFIG, env=None, refused=()):
     """One `accelerate launch` running `drive` over `jobs`, each a recipe or (recipe, environment); returns the
     launch's output by job (`job_outputs`). A job writes error.txt (a refused recipe) or trained_under.json beside its
-    recipe. `config`: a file name in accelerate_configs/ or a path; `env`: set for the whole launch, a job's
-    environment for that job only. The other launch test files share their launches this way."""
+    recipe; the recipes in `refused` must be refused, and no other. `config`: a file name in accelerate_configs/ or a
+    path; `env`: set for the whole launch, a job's environment for that job only. The other launch test files share
+    their launches this way."""
     jobs = [job if isinstance(job, tuple) else (job, {}) for job in jobs]
     spec = directory / "jobs.json"
     spec.write_text(json.dumps([[str(recipe), environment] for recipe, environment in jobs]))
@@ -46,13 +47,17 @@ def launch_driver(config, jobs, directory, env=None):
     )
     if result.returncode != 0:
         raise AssertionError(f"driver launch failed ({result.returncode}):\n{result.stdout[-6000:]}")
+    errors = {recipe: recipe.with_name("error.txt") for recipe, _ in jobs}
+    refusals = {str(recipe): error.read_text() for recipe, error in errors.items() if error.is_file()}
+    assert sorted(refusals) == sorted(map(str, refused)), refusals
     return job_outputs(result.stdout)
 
 
 def config_environment(config):
     """What `accelerate launch --config_file CONFIG` sets in its processes for the ZeRO stage, offload and precision
-    (accelerate/utils/launch.py's prepare_deepspeed_cmd_env): a driver job gets its config's over the launch's."""
-    config = yaml.safe_load(Path(config).read_text())
+    (accelerate/utils/launch.py's prepare_deepspeed_cmd_env): a driver job gets its config's over the launch's.
+    `config`: as `launch_driver`'s."""
+    config = yaml.safe_load((REPO / "accelerate_configs" / config).read_text())
     deepspeed = config["deepspeed_config"]
     return {
         "ACCELERATE_MIXED_PRECISION": config["mixed_precision"],

@@ -8,7 +8,7 @@ import json
 import sys
 
 import pytest
-from conftest import CPU_CONFIG, tiny_recipe, write_messages, write_small_data
+from conftest import tiny_recipe, write_messages, write_small_data
 from driver import launch_driver
 from test_doctor import long_answers
 
@@ -48,7 +48,8 @@ def failed_launch(tmp_path_factory, small_vocab_model_dir):
     for name, recipe in recipes.items():
         (directory / name).mkdir()
         jobs.append(recipe(directory / name))
-    sections = launch_driver(CPU_CONFIG.name, jobs, directory)
+    refused = [directory / name / "recipe.yaml" for name in ("missing_model", "no_train_row", "doctor_fails")]
+    sections = launch_driver(jobs, directory, refused=refused)
     return {name: (directory / name, sections[directory / name / "recipe.yaml"]) for name in recipes}
 
 

@@ -9,7 +9,7 @@ import matplotlib.image
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import CPU_CONFIG, tiny_recipe
+from conftest import tiny_recipe
 from driver import launch_driver
 from judge_files import write_pairwise
 from test_eval_judge import STRENGTHS
@@ -77,8 +77,8 @@ def test_every_pairwise_row_trains_exactly_its_answer_on_the_qwen3_template(pair
 @pytest.fixture(scope="module")
 def judge_launch(tmp_path_factory, small_vocab_model_dir, pairwise_data):
     """One 2-process launch training two judge recipes one after the other (tests/driver.py): the
-    bundled pairwise sample for 2 steps, and test_eval_judge.py's pairs with `eval_judge: true`. Returns name -> the
-    job's directory, and "output" -> the launch's output by recipe."""
+    bundled pairwise sample for 2 steps, and test_eval_judge.py's pairs with `eval_judge: true`. Returns name -> (the
+    job's directory, its output)."""
     directory = tmp_path_factory.mktemp("judge_launch")
     for name in ("pairwise", "eval_judge"):
         (directory / name).mkdir()
@@ -93,15 +93,17 @@ def judge_launch(tmp_path_factory, small_vocab_model_dir, pairwise_data):
         per_device_eval_batch_size=1, max_length=256, max_steps=2, eval_steps=1, save_strategy="no",
         report_to="tensorboard", skip_doctor=True, eval_samples=5, eval_samples_max_new_tokens=8, eval_judge=True,
     )  # fmt: skip
-    sections = launch_driver(CPU_CONFIG.name, [pairwise, eval_judge], directory)
-    return {"pairwise": directory / "pairwise", "eval_judge": directory / "eval_judge", "output": sections}
+    sections = launch_driver([pairwise, eval_judge], directory)
+    return {
+        name: (recipe.parent, sections[recipe]) for name, recipe in (("pairwise", pairwise), ("eval_judge", eval_judge))
+    }
 
 
 @pytest.mark.launch
 def test_a_two_process_training_on_the_pairwise_sample_runs_with_loss_on_the_answer_only(judge_launch, pairwise_data):
     """The masks are the test above's, on the real tokenizer; this launch trains the small-vocabulary model."""
-    train, output_dir = pairwise_data / "train.parquet", judge_launch["pairwise"] / "out"
-    output = judge_launch["output"][judge_launch["pairwise"] / "recipe.yaml"]
+    job_dir, output = judge_launch["pairwise"]
+    train, output_dir = pairwise_data / "train.parquet", job_dir / "out"
     assert f"{train}: 152 rows, 152 kept (loss on final assistant message(s), max_length 1024)" in output
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 2
@@ -113,8 +115,8 @@ def test_a_training_with_eval_judge_logs_the_judge_metrics_of_every_evaluations_
     """Moved from test_eval_judge.py to share this file's launch."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    val = judge_launch["eval_judge"] / "val.parquet"
-    output_dir = judge_launch["eval_judge"] / "out"
+    job_dir, _ = judge_launch["eval_judge"]
+    val, output_dir = job_dir / "val.parquet", job_dir / "out"
     labels = pq.read_table(val, columns=["label"])["label"].to_pylist()
     [events] = {path.parent for path in output_dir.rglob("events.out.tfevents.*")}
     scalars = EventAccumulator(str(events)).Reload()

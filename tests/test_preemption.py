@@ -11,7 +11,7 @@ import signal
 import pytest
 import torch
 import yaml
-from conftest import CPU_CONFIG, conversation, launch, tiny_recipe, write_messages, write_small_data
+from conftest import conversation, launch, tiny_recipe, write_messages, write_small_data
 from driver import launch_driver
 from safetensors.torch import load_file
 from transformers import TrainerControl, TrainerState
@@ -139,7 +139,7 @@ def deadline_runs(tmp_path_factory, small_vocab_model_dir):
     stop = stop.rename(last_step / "stop.yaml")
     relaunch = tiny_recipe(last_step, small_vocab_model_dir, *small_data, **LAST_STEP_SETTINGS)
     jobs = [recipes["stopped"], recipes["uninterrupted"], stop, relaunch]
-    output = launch_driver(CPU_CONFIG.name, jobs, directory)
+    output = launch_driver(jobs, directory)
     return {
         "reference": directory / "uninterrupted" / "out",
         "output_dir": output_dir,

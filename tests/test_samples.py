@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CPU_CONFIG, EXACT_SGD, conversation, tiny_recipe, write_messages
+from conftest import EXACT_SGD, conversation, tiny_recipe, write_messages
 from driver import launch_driver
 
 from judge_sft.cli import main as cli_main
@@ -192,7 +192,7 @@ def sample_runs(tmp_path_factory, small_vocab_model_dir):
         recipe = tiny_recipe(directory / name, small_vocab_model_dir, train, val, **{**RUN_SETTINGS, **overrides})
         jobs.append(recipe)
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(directory / "sp1"), "WANDB_PROJECT": "judge-sft-test"}
-    output = launch_driver(CPU_CONFIG.name, jobs, directory, env=env)
+    output = launch_driver(jobs, directory, env=env)
     return {name: (recipe.parent / "out", output[recipe]) for name, recipe in zip(runs, jobs)}
 
 

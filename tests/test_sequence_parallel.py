@@ -22,7 +22,7 @@ import json
 
 import pytest
 import torch
-from conftest import EXACT_SGD, REPO, tiny_recipe, write_messages
+from conftest import EXACT_SGD, tiny_recipe, write_messages
 from driver import config_environment, launch_driver, output_under
 from safetensors.torch import load_file
 
@@ -109,7 +109,7 @@ def stage_jobs(stage, directory, model_dir, sp_data):
         if recipe_name:
             recipe = recipe.rename(directory / name / recipe_name)
         env = env or (STATED_H100 if stage == 3 and overrides.get("sp_size", 1) > 1 else {})
-        jobs.append((recipe, {**config_environment(REPO / "accelerate_configs" / STAGES[stage]), **env}))
+        jobs.append((recipe, {**config_environment(STAGES[stage]), **env}))
 
     for name, overrides in runs(stage).items():
         job(name, overrides)
@@ -133,7 +133,9 @@ def every_stage_runs(tmp_path_factory, small_vocab_model_dir, sp_data):
     for stage in sorted(STAGES):
         stage_jobs_of, outputs[stage] = stage_jobs(stage, directory / f"zero{stage}", small_vocab_model_dir, sp_data)
         jobs += stage_jobs_of
-    sections = launch_driver(STAGES[3], jobs, directory)
+    refused = [directory / f"zero{stage}" / "bad" / "recipe.yaml" for stage in STAGES]
+    refused.append(directory / "zero3" / "too_long" / "recipe.yaml")
+    sections = launch_driver(jobs, directory, config=STAGES[3], refused=refused)
     return {
         stage: (
             outputs[stage],
