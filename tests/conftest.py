@@ -30,9 +30,7 @@ CPU_CONFIG = REPO / "accelerate_configs" / "cpu_zero3_2proc.yaml"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
-# As run.py does in every launch, for the processes the tests start that are not run.py (tests/deepspeed_states.py
-# builds CPU Adam): DeepSpeed's ops built with the venv's ninja (a system ninja of another version rebuilt what the
-# venv's had built, ~35 CPU s each time).
+# As run.py does, for the processes the tests start that are not run.py (tests/deepspeed_states.py builds CPU Adam).
 put_this_venv_first_on_path()
 
 
